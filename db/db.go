@@ -1,0 +1,97 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq"  // registers the "postgres" driver
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Driver names as registered with database/sql.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+// ErrBadURL is returned by ParseURL and Open for a database URL that names
+// no supported store.
+var ErrBadURL = errors.New("bad database URL")
+
+// ParseURL reports which driver a database URL selects and the data source
+// name to hand to it. postgres:// and postgresql:// URLs pass through
+// unchanged; sqlite:PATH and bare paths become a SQLite DSN with the pragmas
+// the store relies on: WAL, full fsync on commit (a commit is durable when it
+// returns), foreign keys, a busy timeout and immediate write transactions.
+func ParseURL(rawURL string) (driver, dsn string, err error) {
+	switch {
+	case rawURL == "":
+		return "", "", fmt.Errorf("%w: empty", ErrBadURL)
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		if _, err := url.Parse(rawURL); err != nil {
+			return "", "", fmt.Errorf("%w: %v", ErrBadURL, err)
+		}
+		return Postgres, rawURL, nil
+	}
+	if i := strings.Index(rawURL, "://"); i > 0 && !strings.HasPrefix(rawURL, "sqlite:") {
+		return "", "", fmt.Errorf("%w: %q: use postgres://…, postgresql://… or sqlite:PATH", ErrBadURL, redact(rawURL))
+	}
+	path := strings.TrimPrefix(rawURL, "sqlite:")
+	if path == "" {
+		return "", "", fmt.Errorf("%w: sqlite: needs a file path, as in sqlite:smartmeters.db", ErrBadURL)
+	}
+	if strings.ContainsAny(path, "?#") {
+		return "", "", fmt.Errorf("%w: the SQLite path %q may not contain ? or #", ErrBadURL, path)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Set("_txlock", "immediate")
+	return SQLite, "file:" + path + "?" + q.Encode(), nil
+}
+
+// Open connects to the store named by rawURL, sets pool limits suited to
+// it, and checks that it answers within ctx.
+func Open(ctx context.Context, rawURL string) (*sqlx.DB, error) {
+	driver, dsn, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sqlx.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", driver, err)
+	}
+	switch driver {
+	case Postgres:
+		db.SetMaxOpenConns(16)
+		db.SetMaxIdleConns(16)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		db.SetConnMaxLifetime(time.Hour)
+	case SQLite:
+		// SQLite has one writer at a time; a few connections let readers
+		// run beside it under WAL without piling up busy waits.
+		db.SetMaxOpenConns(4)
+		db.SetMaxIdleConns(4)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database %s: %w", driver, redact(rawURL), err)
+	}
+	return db, nil
+}
+
+// redact hides the password of a URL for messages and logs.
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return rawURL
+	}
+	return u.Redacted()
+}
