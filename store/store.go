@@ -1,0 +1,71 @@
+// Package store keeps meters and their readings in PostgreSQL or SQLite.
+//
+// Every method takes a context first and returns errors that wrap ErrNotFound
+// or ErrConflict where the caller may act on them; driver errors are
+// translated in one place, and the SQL is the same for both stores wherever
+// the two dialects agree.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"smartmeters/db"
+)
+
+var (
+	// ErrNotFound means the requested row does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a unique value (a username or a key) is taken.
+	ErrConflict = errors.New("conflict")
+	// ErrUsernameTaken means another meter has the username. It wraps
+	// ErrConflict.
+	ErrUsernameTaken = fmt.Errorf("username taken: %w", ErrConflict)
+	// ErrKeyTaken means another meter has the public key. It wraps
+	// ErrConflict.
+	ErrKeyTaken = fmt.Errorf("public key taken: %w", ErrConflict)
+)
+
+// Store reads and writes meters and readings. It is safe for concurrent use.
+type Store struct {
+	db       *sqlx.DB
+	postgres bool
+}
+
+// New returns a Store over db, which must be migrated to the current schema.
+func New(db *sqlx.DB) *Store {
+	return &Store{db: db, postgres: db.DriverName() == dbPostgres}
+}
+
+const dbPostgres = db.Postgres
+
+// uniqueViolation reports whether err is a unique-constraint violation and,
+// if so, names the column or constraint involved.
+func uniqueViolation(err error) (column string, ok bool) {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "23505" {
+		return pqErr.Constraint, true
+	}
+	var sqliteErr *sqlite.Error
+	if errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+		// "UNIQUE constraint failed: meters.username"
+		msg := sqliteErr.Error()
+		if i := strings.LastIndex(msg, "."); i >= 0 {
+			return strings.TrimRight(msg[i+1:], ")"), true
+		}
+		return msg, true
+	}
+	return "", false
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.db.PingContext(ctx)
+}
