@@ -1,0 +1,200 @@
+// Package server is the HTTP face of smartmeters: a public listener where
+// meters report signed readings, and an admin listener, reachable only from
+// allowed networks, where operators register meters.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/crypto"
+	"smartmeters/store"
+)
+
+// Store is what the server needs from storage.
+type Store interface {
+	CreateMeter(ctx context.Context, m *store.Meter) error
+	MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (store.Meter, error)
+	InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config is the server's configuration; the zero value of a field means its
+// default.
+type Config struct {
+	Listen       string         // public address; default ":8080"
+	AdminListen  string         // admin address; default "127.0.0.1:8081"
+	AdminAllow   []netip.Prefix // networks allowed on the admin listener; default DefaultAdminAllow
+	MinRSABits   int            // smallest RSA modulus accepted; default 2048
+	MaxClockSkew time.Duration  // how far ahead of the server clock a reading may be; default 5m
+	MaxBodyBytes int64          // largest request body; default 64 KiB
+	// ShutdownTimeout bounds how long Run waits for in-flight requests once
+	// its context is done; default 30s.
+	ShutdownTimeout time.Duration
+	Now             func() time.Time // the clock; default time.Now
+}
+
+// DefaultAdminAllow is the admin allowlist when none is configured: loopback
+// and the private ranges.
+var DefaultAdminAllow = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+func (c Config) withDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = ":8080"
+	}
+	if c.AdminListen == "" {
+		c.AdminListen = "127.0.0.1:8081"
+	}
+	if c.AdminAllow == nil {
+		c.AdminAllow = DefaultAdminAllow
+	}
+	if c.MinRSABits == 0 {
+		c.MinRSABits = 2048
+	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = 5 * time.Minute
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Server serves the public and the admin API over one store.
+type Server struct {
+	cfg    Config
+	store  Store
+	logger *slog.Logger
+	public *echo.Echo
+	admin  *echo.Echo
+}
+
+// New returns a Server with cfg's defaults filled in.
+func New(cfg Config, st Store, logger *slog.Logger) *Server {
+	s := &Server{cfg: cfg.withDefaults(), store: st, logger: logger}
+	s.public = s.newEcho()
+	s.public.POST("/reportReading", s.handleReportReading)
+	s.public.GET("/healthz", s.handleHealthz)
+	s.public.GET("/readyz", s.handleReadyz)
+
+	s.admin = s.newEcho()
+	s.admin.Use(s.allowAdmin)
+	s.admin.POST("/register", s.handleRegister)
+	s.admin.GET("/healthz", s.handleHealthz)
+	s.admin.GET("/readyz", s.handleReadyz)
+	return s
+}
+
+func (s *Server) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	// The peer address is the only source of truth: forwarded-for headers
+	// are set by whoever sends the request.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.HTTPErrorHandler = errorHandler(s.logger)
+	e.Use(s.logRequests)
+	return e
+}
+
+// PublicHandler returns the handler of the public listener.
+func (s *Server) PublicHandler() http.Handler { return s.public }
+
+// AdminHandler returns the handler of the admin listener.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+// Run serves both listeners until ctx is done, then stops accepting
+// connections, lets in-flight requests finish (bounded by ShutdownTimeout)
+// and returns. It returns early with an error if a listener fails.
+func (s *Server) Run(ctx context.Context) error {
+	pub, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	adm, err := net.Listen("tcp", s.cfg.AdminListen)
+	if err != nil {
+		pub.Close()
+		return fmt.Errorf("admin listen on %s: %w", s.cfg.AdminListen, err)
+	}
+	return s.Serve(ctx, pub, adm)
+}
+
+// Serve is Run on listeners the caller opened.
+func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
+	servers := []*http.Server{s.httpServer(s.public), s.httpServer(s.admin)}
+	listeners := []net.Listener{public, admin}
+	errc := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() {
+			if err := hs.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+				return
+			}
+			errc <- nil
+		}()
+	}
+	s.logger.Info("serving", "public", public.Addr().String(), "admin", admin.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, hs := range servers {
+		if err := hs.Shutdown(shutCtx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("shutdown: %w", err))
+		}
+	}
+	return runErr
+}
+
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+}
+
+func (s *Server) handleHealthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz answers 200 when the store answers, 503 otherwise, so that
+// an orchestrator can hold traffic back from an instance that cannot store.
+func (s *Server) handleReadyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.logger.Warn("not ready", "err", err)
+		return problem(kindUnavailable, "the store does not answer")
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,402 @@
+package server_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// now is the pinned server clock of every test.
+var now = time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
+
+type testServer struct {
+	public, admin string
+	store         *store.Store
+}
+
+// newTestServer serves a fresh migrated database of backend b on two
+// httptest listeners. cfg's clock is pinned to now.
+func newTestServer(t *testing.T, b dbtest.Backend, cfg server.Config) testServer {
+	t.Helper()
+	st := store.New(b.OpenMigrated(t))
+	cfg.Now = func() time.Time { return now }
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := server.New(cfg, st, logger)
+	pub := httptest.NewServer(srv.PublicHandler())
+	t.Cleanup(pub.Close)
+	adm := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	return testServer{public: pub.URL, admin: adm.URL, store: st}
+}
+
+var (
+	keysOnce sync.Once
+	keys     map[crypto.KeyType]*crypto.PrivateKey
+)
+
+// testKeys returns one key per supported type, generated once per run.
+func testKeys(t *testing.T) map[crypto.KeyType]*crypto.PrivateKey {
+	t.Helper()
+	keysOnce.Do(func() {
+		keys = map[crypto.KeyType]*crypto.PrivateKey{}
+		for _, kt := range crypto.KeyTypes {
+			k, err := crypto.GenerateKey(kt, rand.Reader)
+			if err != nil {
+				panic(err)
+			}
+			keys[kt] = k
+		}
+	})
+	return keys
+}
+
+func newKey(t *testing.T, kt crypto.KeyType) *crypto.PrivateKey {
+	t.Helper()
+	k, err := crypto.GenerateKey(kt, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type response struct {
+	status  int
+	ctype   string
+	body    map[string]any
+	rawBody string
+}
+
+func post(t *testing.T, url, contentType, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) response {
+	t.Helper()
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := response{status: res.StatusCode, ctype: res.Header.Get("Content-Type"), rawBody: string(raw)}
+	_ = json.Unmarshal(raw, &r.body)
+	return r
+}
+
+func postJSON(t *testing.T, url string, v any) response {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return post(t, url, "application/json", string(b))
+}
+
+// wantProblem fails unless r is a problem+json response with the status and
+// the problem type slug.
+func wantProblem(t *testing.T, r response, status int, slug string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body %s", r.status, status, r.rawBody)
+	}
+	if r.ctype != "application/problem+json" {
+		t.Fatalf("Content-Type %q, want application/problem+json; body %s", r.ctype, r.rawBody)
+	}
+	if got := r.body["type"]; got != "urn:smartmeters:problem:"+slug {
+		t.Fatalf("problem type %v, want %s; body %s", got, slug, r.rawBody)
+	}
+	if r.body["title"] == "" || r.body["status"] != float64(status) || r.body["detail"] == "" {
+		t.Fatalf("problem lacks title, status or detail: %s", r.rawBody)
+	}
+}
+
+func register(t *testing.T, ts testServer, username string, k *crypto.PrivateKey) response {
+	t.Helper()
+	return postJSON(t, ts.admin+"/register", map[string]string{
+		"username":        username,
+		"base64PublicKey": k.Public().Base64(),
+	})
+}
+
+type reportBody struct {
+	Base64PublicKey string         `json:"base64PublicKey"`
+	Base64Signature string         `json:"base64Signature"`
+	Reading         crypto.Reading `json:"reading"`
+}
+
+func signed(t *testing.T, k *crypto.PrivateKey, r crypto.Reading) reportBody {
+	t.Helper()
+	sig, err := k.Sign(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reportBody{k.Public().Base64(), base64.StdEncoding.EncodeToString(sig), r}
+}
+
+func TestRegister(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, server.Config{})
+			for kt, k := range testKeys(t) {
+				t.Run(string(kt), func(t *testing.T) {
+					r := register(t, ts, "meter-"+string(kt), k)
+					if r.status != http.StatusCreated {
+						t.Fatalf("status %d: %s", r.status, r.rawBody)
+					}
+					if r.body["id"] == nil || r.body["username"] != "meter-"+string(kt) ||
+						r.body["algorithm"] != k.Public().Algorithm() || r.body["fingerprint"] != k.Public().Fingerprint().String() {
+						t.Fatalf("body %s", r.rawBody)
+					}
+				})
+			}
+			t.Run("PEMAndUnpadded", func(t *testing.T) {
+				k := newKey(t, "ecdsa-p256")
+				pemKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: k.Public().DER()}))
+				r := postJSON(t, ts.admin+"/register", map[string]string{"username": "pem", "base64PublicKey": pemKey})
+				if r.status != http.StatusCreated {
+					t.Fatalf("PEM key: status %d: %s", r.status, r.rawBody)
+				}
+				// The same key unpadded is the same identity.
+				unpadded := base64.RawStdEncoding.EncodeToString(k.Public().DER())
+				r = postJSON(t, ts.admin+"/register", map[string]string{"username": "unpadded", "base64PublicKey": unpadded})
+				wantProblem(t, r, http.StatusConflict, "key-taken")
+			})
+			t.Run("ErrUsernameTaken", func(t *testing.T) {
+				r := register(t, ts, "meter-ed25519", newKey(t, "ed25519"))
+				wantProblem(t, r, http.StatusConflict, "username-taken")
+			})
+			t.Run("ErrKeyTaken", func(t *testing.T) {
+				r := register(t, ts, "someone-else", testKeys(t)["ed25519"])
+				wantProblem(t, r, http.StatusConflict, "key-taken")
+			})
+			t.Run("NotOnPublicListener", func(t *testing.T) {
+				r := postJSON(t, ts.public+"/register", map[string]string{"username": "x", "base64PublicKey": "x"})
+				wantProblem(t, r, http.StatusNotFound, "not-found")
+			})
+		})
+	}
+}
+
+func TestRegisterBadInput(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	key := newKey(t, "ed25519").Public().Base64()
+	rsa1024 := rsaKeyBase64(t, 1024)
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		slug                    string
+	}{
+		{"EmptyUsername", "application/json", `{"username":"","base64PublicKey":"` + key + `"}`, 400, "invalid-field"},
+		{"LongUsername", "application/json", `{"username":"` + strings.Repeat("a", 65) + `","base64PublicKey":"` + key + `"}`, 400, "invalid-field"},
+		{"UsernameSpace", "application/json", `{"username":"a b","base64PublicKey":"` + key + `"}`, 400, "invalid-field"},
+		{"UsernameUnicode", "application/json", `{"username":"zoë","base64PublicKey":"` + key + `"}`, 400, "invalid-field"},
+		{"MissingKey", "application/json", `{"username":"a"}`, 400, "invalid-field"},
+		{"BadBase64", "application/json", `{"username":"a","base64PublicKey":"not base64!"}`, 400, "invalid-key"},
+		{"NotAKey", "application/json", `{"username":"a","base64PublicKey":"aGVsbG8="}`, 400, "invalid-key"},
+		{"WeakRSA", "application/json", `{"username":"a","base64PublicKey":"` + rsa1024 + `"}`, 400, "invalid-key"},
+		{"UnknownField", "application/json", `{"username":"a","base64PublicKey":"` + key + `","extra":1}`, 400, "malformed-request"},
+		{"NotJSON", "application/json", `{"username":`, 400, "malformed-request"},
+		{"Array", "application/json", `[]`, 400, "malformed-request"},
+		{"Empty", "application/json", ``, 400, "malformed-request"},
+		{"TrailingData", "application/json", `{"username":"a","base64PublicKey":"` + key + `"} {}`, 400, "malformed-request"},
+		{"WrongContentType", "text/plain", `{"username":"a","base64PublicKey":"` + key + `"}`, 415, "unsupported-media-type"},
+		{"NoContentType", "", `{"username":"a","base64PublicKey":"` + key + `"}`, 415, "unsupported-media-type"},
+		{"HugeBody", "application/json", `{"username":"` + strings.Repeat("a", 100<<10) + `"}`, 413, "body-too-large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantProblem(t, post(t, ts.admin+"/register", tt.contentType, tt.body), tt.status, tt.slug)
+		})
+	}
+}
+
+func TestAdminAllowlist(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{
+		AdminAllow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	})
+	req, err := http.NewRequest(http.MethodPost, ts.admin+"/register", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// A forwarded-for header naming an allowed address changes nothing.
+	req.Header.Set("X-Forwarded-For", "10.1.2.3")
+	req.Header.Set("X-Real-Ip", "10.1.2.3")
+	wantProblem(t, do(t, req), http.StatusForbidden, "admin-forbidden")
+}
+
+func TestReportReading(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, server.Config{})
+			for kt, k := range testKeys(t) {
+				if r := register(t, ts, "m-"+string(kt), k); r.status != http.StatusCreated {
+					t.Fatalf("register %s: %s", kt, r.rawBody)
+				}
+			}
+			ts0 := now.Add(-time.Minute).UnixMilli()
+			for kt, k := range testKeys(t) {
+				t.Run(string(kt), func(t *testing.T) {
+					body := signed(t, k, crypto.Reading{WhIn: 1234567, WhOut: 8910, Timestamp: ts0})
+					r := postJSON(t, ts.public+"/reportReading", body)
+					if r.status != http.StatusCreated || r.body["status"] != "stored" {
+						t.Fatalf("first report: %d %s", r.status, r.rawBody)
+					}
+					// A resend is harmless, even re-signed (ECDSA signatures differ each time).
+					r = postJSON(t, ts.public+"/reportReading", signed(t, k, body.Reading))
+					if r.status != http.StatusOK || r.body["status"] != "duplicate" {
+						t.Fatalf("resend: %d %s", r.status, r.rawBody)
+					}
+					changed := signed(t, k, crypto.Reading{WhIn: 1234568, WhOut: 8910, Timestamp: ts0})
+					wantProblem(t, postJSON(t, ts.public+"/reportReading", changed), http.StatusConflict, "reading-conflict")
+				})
+			}
+			t.Run("ErrUnknownKey", func(t *testing.T) {
+				body := signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: ts0})
+				wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusForbidden, "unknown-key")
+			})
+			t.Run("ErrBadSignature", func(t *testing.T) {
+				body := signed(t, testKeys(t)["ed25519"], crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: ts0 + 1})
+				body.Reading.WhIn++ // the signature no longer matches
+				wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusBadRequest, "invalid-signature")
+			})
+			t.Run("ErrSignatureOfOtherKey", func(t *testing.T) {
+				r := crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: ts0 + 2}
+				body := signed(t, testKeys(t)["ecdsa-p256"], r)
+				other := signed(t, testKeys(t)["ed25519"], r)
+				body.Base64Signature = other.Base64Signature
+				wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusBadRequest, "invalid-signature")
+			})
+			t.Run("ErrTimestampInFuture", func(t *testing.T) {
+				body := signed(t, testKeys(t)["ed25519"], crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: now.Add(6 * time.Minute).UnixMilli()})
+				wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusUnprocessableEntity, "timestamp-in-future")
+			})
+			t.Run("WithinClockSkew", func(t *testing.T) {
+				body := signed(t, testKeys(t)["ed25519"], crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: now.Add(4 * time.Minute).UnixMilli()})
+				if r := postJSON(t, ts.public+"/reportReading", body); r.status != http.StatusCreated {
+					t.Fatalf("4 minutes ahead: %d %s", r.status, r.rawBody)
+				}
+			})
+			t.Run("Stored", func(t *testing.T) {
+				m, err := ts.store.MeterByFingerprint(t.Context(), testKeys(t)["rsa2048"].Public().Fingerprint())
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs, err := ts.store.ReadingsByMeter(t.Context(), m.ID, 0, 10)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rs) != 1 || rs[0].Reading != (crypto.Reading{WhIn: 1234567, WhOut: 8910, Timestamp: ts0}) || !rs[0].ReceivedAt.Equal(now) {
+					t.Fatalf("stored %+v", rs)
+				}
+				if err := testKeys(t)["rsa2048"].Public().Verify(rs[0].Reading, rs[0].Signature); err != nil {
+					t.Fatalf("stored signature does not verify: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestReportReadingBadInput(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "m", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	good := signed(t, k, crypto.Reading{WhIn: 5, WhOut: 6, Timestamp: now.UnixMilli()})
+	pk, sig := good.Base64PublicKey, good.Base64Signature
+	obj := func(reading string) string {
+		return `{"base64PublicKey":"` + pk + `","base64Signature":"` + sig + `","reading":` + reading + `}`
+	}
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		slug                    string
+	}{
+		{"MissingReading", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"` + sig + `"}`, 400, "invalid-field"},
+		{"NullReading", "application/json", obj(`null`), 400, "invalid-field"},
+		{"MissingWhIn", "application/json", obj(`{"whOut":6,"timestamp":1}`), 400, "invalid-field"},
+		{"NullWhOut", "application/json", obj(`{"whIn":5,"whOut":null,"timestamp":1}`), 400, "invalid-field"},
+		{"MissingTimestamp", "application/json", obj(`{"whIn":5,"whOut":6}`), 400, "invalid-field"},
+		{"NegativeWhIn", "application/json", obj(`{"whIn":-5,"whOut":6,"timestamp":1}`), 400, "invalid-field"},
+		{"NegativeTimestamp", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":-1}`), 400, "invalid-field"},
+		{"Fraction", "application/json", obj(`{"whIn":5.5,"whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"Overflow", "application/json", obj(`{"whIn":9223372036854775808,"whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"NumberAsString", "application/json", obj(`{"whIn":"5","whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"UnknownField", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1,"extra":0}`), 400, "malformed-request"},
+		{"MissingKey", "application/json", `{"base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
+		{"MissingSignature", "application/json", `{"base64PublicKey":"` + pk + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
+		{"BadKeyBase64", "application/json", `{"base64PublicKey":"%%%","base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-key"},
+		{"BadSignatureBase64", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"%%%","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-signature"},
+		{"TrailingData", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + `x`, 400, "malformed-request"},
+		{"Empty", "application/json", "", 400, "malformed-request"},
+		{"WrongContentType", "application/x-www-form-urlencoded", obj(`{"whIn":5,"whOut":6,"timestamp":1}`), 415, "unsupported-media-type"},
+		{"HugeBody", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + strings.Repeat(" ", 100<<10), 413, "body-too-large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantProblem(t, post(t, ts.public+"/reportReading", tt.contentType, tt.body), tt.status, tt.slug)
+		})
+	}
+	n, err := ts.store.CountReadings(t.Context())
+	if err != nil || n != 0 {
+		t.Fatalf("after bad input the store holds %d readings (err %v), want 0", n, err)
+	}
+	t.Run("MethodNotAllowed", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodGet, ts.public+"/reportReading", nil)
+		wantProblem(t, do(t, req), http.StatusMethodNotAllowed, "method-not-allowed")
+	})
+}
+
+func TestHealth(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	for _, url := range []string{ts.public + "/healthz", ts.public + "/readyz", ts.admin + "/healthz"} {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if r := do(t, req); r.status != http.StatusOK {
+			t.Errorf("GET %s: %d %s", url, r.status, r.rawBody)
+		}
+	}
+}
+
+// rsaKeyBase64 returns a fresh RSA public key of the given size, encoded for
+// the wire.
+func rsaKeyBase64(t *testing.T, bits int) string {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(der)
+}
