@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/urfave/cli/v2"
+
+	"smartmeters/db"
+)
+
+func migrateCommand() *cli.Command {
+	withMigrator := func(action func(c *cli.Context, p *goose.Provider) error) cli.ActionFunc {
+		return func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
+			}
+			conn, err := db.Open(c.Context, c.String("database-url"))
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			p, err := db.NewMigrator(conn)
+			if err != nil {
+				return err
+			}
+			return action(c, p)
+		}
+	}
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "manage the database schema (migrations are built into the binary)",
+		Description: "Safe to run from several hosts at once on PostgreSQL: a session lock\n" +
+			"serialises them and each migration is applied once.",
+		Flags: []cli.Flag{databaseURLFlag},
+		Subcommands: []*cli.Command{
+			{
+				Name:  "up",
+				Usage: "apply every pending migration",
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+					res, err := p.Up(c.Context)
+					for _, r := range res {
+						fmt.Fprintf(c.App.Writer, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+					}
+					if err != nil {
+						return fmt.Errorf("migrate up: %w", err)
+					}
+					v, err := p.GetDBVersion(c.Context)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "schema at version %d\n", v)
+					return nil
+				}),
+			},
+			{
+				Name:  "down",
+				Usage: "roll back the most recent migration",
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+					r, err := p.Down(c.Context)
+					if err != nil {
+						return fmt.Errorf("migrate down: %w", err)
+					}
+					fmt.Fprintf(c.App.Writer, "rolled back %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+					return nil
+				}),
+			},
+			{
+				Name:  "status",
+				Usage: "list every migration and whether it is applied",
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+					st, err := p.Status(c.Context)
+					if err != nil {
+						return fmt.Errorf("migrate status: %w", err)
+					}
+					tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+					for _, s := range st {
+						at := "-"
+						if !s.AppliedAt.IsZero() {
+							at = s.AppliedAt.UTC().Format(time.RFC3339)
+						}
+						fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+					}
+					return tw.Flush()
+				}),
+			},
+			{
+				Name:  "version",
+				Usage: "print the schema version of the database and the one this binary needs",
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+					current, target, err := p.GetVersions(c.Context)
+					if err != nil {
+						return fmt.Errorf("migrate version: %w", err)
+					}
+					fmt.Fprintf(c.App.Writer, "database %d, binary %d\n", current, target)
+					return nil
+				}),
+			},
+		},
+	}
+}
