@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	dbURL := "sqlite:" + filepath.Join(dir, "cli.db")
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string // substring
+		wantStderr string // substring; when set, stderr must be exactly one line
+	}{
+		{"Help", []string{"--help"}, 0, "serve", ""},
+		{"Version", []string{"version"}, 0, "smartmeters ", ""},
+		{"UnknownCommand", []string{"bogus"}, 3, "", "No help topic for 'bogus'"},
+		{"UnknownFlag", []string{"serve", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{"BadLogFormat", []string{"serve", "--database-url", dbURL, "--log-format", "xml"}, 1, "", `--log-format "xml": use text or json`},
+		{"BadAdminAllow", []string{"serve", "--database-url", dbURL, "--admin-allow", "10.0.0/8"}, 1, "", "not a CIDR"},
+		{"BadMinRSABits", []string{"serve", "--database-url", dbURL, "--min-rsa-bits", "512"}, 1, "", "--min-rsa-bits 512"},
+		{"BadSkew", []string{"serve", "--database-url", dbURL, "--max-clock-skew", "-1s"}, 1, "", "--max-clock-skew"},
+		{"BadDatabaseURL", []string{"serve", "--database-url", "mysql://x"}, 1, "", "bad database URL"},
+		{"SchemaBehind", []string{"serve", "--database-url", dbURL, "--migrate=false"}, 1, "", "run `smartmeters migrate up` first"},
+		{"MigrateVersionEmpty", []string{"migrate", "--database-url", dbURL, "version"}, 0, "database 0, binary 2", ""},
+		{"MigrateUp", []string{"migrate", "--database-url", dbURL, "up"}, 0, "schema at version 2", ""},
+		{"MigrateUpAgain", []string{"migrate", "--database-url", dbURL, "up"}, 0, "schema at version 2", ""},
+		{"MigrateStatus", []string{"migrate", "--database-url", dbURL, "status"}, 0, "00002_create_readings.sql", ""},
+		{"MigrateDown", []string{"migrate", "--database-url", dbURL, "down"}, 0, "rolled back 00002_create_readings.sql", ""},
+		{"MigrateExtraArg", []string{"migrate", "--database-url", dbURL, "up", "now"}, 2, "", `unexpected argument "now"`},
+		{"MigrateBadFlag", []string{"migrate", "up", "--bogus"}, 2, "", "flag provided but not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"smartmeters"}, tt.args...), &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.wantCode, &stdout, &stderr)
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout %q lacks %q", &stdout, tt.wantStdout)
+			}
+			if tt.wantStderr != "" {
+				if !strings.Contains(stderr.String(), tt.wantStderr) {
+					t.Errorf("stderr %q lacks %q", &stderr, tt.wantStderr)
+				}
+				if n := strings.Count(strings.TrimSpace(stderr.String()), "\n"); n != 0 {
+					t.Errorf("stderr has %d lines, want one: %q", n+1, &stderr)
+				}
+			}
+		})
+	}
+}
