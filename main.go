@@ -4,6 +4,7 @@
 //	smartmeters serve             run the service
 //	smartmeters migrate up        apply database migrations
 //	smartmeters version           print the version
+//	smartmeters verify FILE       check the signatures of an exported CSV
 //
 // Run "smartmeters help" or "smartmeters COMMAND --help" for the flags; each
 // flag can also be set through the SMARTMETERS_* variable its help names.
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			serveCommand(),
 			migrateCommand(),
 			versionCommand(),
+			simulateCommand(),
+			demoCommand(),
 		},
 		// Errors are printed once, below, and never exit from inside cli.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -1,0 +1,169 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// problemTypePrefix starts the type of every problem the server answers.
+const problemTypePrefix = "urn:smartmeters:problem:"
+
+// maxReplyBytes bounds how much of an answer is read.
+const maxReplyBytes = 64 << 10
+
+// errInterrupted ends a delivery cut short because the run was stopped.
+var errInterrupted = errors.New("interrupted")
+
+// newTransport returns a transport that keeps one idle keep-alive
+// connection per allowed request in flight, so that a steady run opens
+// its connections once.
+func newTransport(concurrency int) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          concurrency + 16,
+		MaxIdleConnsPerHost:   concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+}
+
+// reply is a server's answer to one request.
+type reply struct {
+	status     int
+	slug       string        // problem type slug, for a problem answer
+	detail     string        // problem detail
+	retryAfter time.Duration // from Retry-After; 0 if absent
+	body       []byte
+}
+
+// retryable reports whether the request may succeed if sent again.
+func (r reply) retryable() bool {
+	return r.status == http.StatusTooManyRequests || r.status >= 500
+}
+
+// reason names a final answer that is not a success: its problem type
+// slug, or "http-STATUS" for an answer that is not a problem.
+func (r reply) reason() string {
+	if r.slug != "" {
+		return r.slug
+	}
+	return "http-" + strconv.Itoa(r.status)
+}
+
+func (r reply) String() string {
+	if r.detail != "" {
+		return fmt.Sprintf("%d %s: %s", r.status, r.reason(), r.detail)
+	}
+	return fmt.Sprintf("%d %s", r.status, r.reason())
+}
+
+// client posts JSON to the server and retries what may succeed later.
+type client struct {
+	http *http.Client
+	cfg  Config
+	st   *stats
+}
+
+// send posts body to url until an answer is final: anything but a network
+// error, a 5xx or a 429. Each retry resends the same bytes after a backoff,
+// capped exponential with full jitter, or after the Retry-After the server
+// asked for. No retry starts once soft is done; hard, done a little later,
+// cuts requests in flight. The error wraps errInterrupted when the run was
+// stopped, and otherwise tells why the last attempt failed.
+func (c *client) send(soft, hard context.Context, url string, body []byte) (reply, int, error) {
+	for attempt := 1; ; attempt++ {
+		rep, err := c.exchange(hard, url, body)
+		if err == nil && !rep.retryable() {
+			return rep, attempt - 1, nil
+		}
+		if hard.Err() != nil {
+			return rep, attempt - 1, fmt.Errorf("%w: %v", errInterrupted, context.Cause(hard))
+		}
+		if err == nil {
+			err = errors.New(rep.String())
+		}
+		if attempt >= c.cfg.MaxAttempts {
+			return rep, attempt - 1, fmt.Errorf("gave up after %d attempts: %w", attempt, err)
+		}
+		t := time.NewTimer(c.backoff(attempt, rep.retryAfter))
+		select {
+		case <-soft.Done():
+			t.Stop()
+			return rep, attempt - 1, fmt.Errorf("%w after %d attempts: %v", errInterrupted, attempt, err)
+		case <-t.C:
+		}
+	}
+}
+
+// backoff returns the wait before attempt+1: the server's Retry-After, if
+// any, spread by up to one base step; otherwise a uniform draw below
+// RetryBase·2^(attempt-1), capped at RetryMax.
+func (c *client) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, c.cfg.RetryAfterMax) + rand.N(c.cfg.RetryBase)
+	}
+	ceiling := c.cfg.RetryMax
+	if attempt <= 30 {
+		ceiling = min(c.cfg.RetryBase<<(attempt-1), c.cfg.RetryMax)
+	}
+	return rand.N(ceiling) + 1
+}
+
+// exchange makes one request and reads the answer.
+func (c *client) exchange(ctx context.Context, url string, body []byte) (reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return reply{}, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	c.st.inflight.Add(1)
+	defer c.st.inflight.Add(-1)
+	start := c.cfg.Now()
+	res, err := c.http.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxReplyBytes))
+	if err != nil {
+		return reply{}, fmt.Errorf("read answer: %w", err)
+	}
+	c.st.latency.record(c.cfg.Now().Sub(start))
+	rep := reply{status: res.StatusCode, body: raw, retryAfter: parseRetryAfter(res.Header.Get("Retry-After"), c.cfg.Now())}
+	if res.StatusCode >= 300 {
+		var p struct{ Type, Detail string }
+		if json.Unmarshal(raw, &p) == nil && strings.HasPrefix(p.Type, problemTypePrefix) {
+			rep.slug, rep.detail = strings.TrimPrefix(p.Type, problemTypePrefix), p.Detail
+		}
+	}
+	return rep, nil
+}
+
+// parseRetryAfter reads a Retry-After header: seconds, or an HTTP date.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		return time.Duration(max(s, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}

@@ -1,0 +1,85 @@
+package simulator
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"smartmeters/crypto"
+)
+
+// work signs and delivers the readings of jobs until it is closed. Readings
+// still queued when ctx is done are dropped unsent and uncounted.
+func (s *Simulator) work(ctx, hard context.Context, jobs <-chan job) {
+	for j := range jobs {
+		if ctx.Err() != nil {
+			continue
+		}
+		s.report(ctx, hard, j)
+	}
+}
+
+// report signs and delivers one reading and counts the result. The body
+// is never reused: the transport may read it after the answer arrived.
+func (s *Simulator) report(ctx, hard context.Context, j job) {
+	key, pub := j.m.key, j.m.pubB64
+	if j.kind == forgedUnknownKey {
+		key, pub = s.rogue, s.roguePub
+	}
+	sig, err := key.Sign(j.reading)
+	if err != nil {
+		// Keys are checked when generated or loaded; this cannot happen.
+		s.st.sent.Add(1)
+		if j.kind == genuine {
+			s.st.attempted.Add(1)
+		}
+		s.st.record(j.kind, result{outcome: outcomeFailed})
+		return
+	}
+	if j.kind == forgedSignature {
+		sig = corrupt(sig)
+	}
+	body := appendReport(make([]byte, 0, 160+len(pub)+2*len(sig)), pub, sig, j.reading)
+
+	s.st.lag.record(s.cfg.Now().Sub(j.due))
+	s.st.sent.Add(1)
+	if j.kind == genuine {
+		s.st.attempted.Add(1)
+	}
+	rep, retries, err := s.client.send(ctx, hard, s.reportURL, body)
+	res := result{retries: retries}
+	switch {
+	case errors.Is(err, errInterrupted):
+		res.outcome = outcomeInterrupted
+	case err != nil:
+		res.outcome = outcomeFailed
+	case rep.status == http.StatusCreated:
+		res.outcome = outcomeStored
+	case rep.status == http.StatusOK:
+		res.outcome = outcomeDuplicate
+	default:
+		res.outcome, res.slug = outcomeRejected, rep.reason()
+	}
+	if j.kind == genuine && (res.outcome == outcomeStored || res.outcome == outcomeDuplicate) {
+		j.m.setAccepted(j.reading)
+	}
+	s.st.record(j.kind, res)
+}
+
+// appendReport appends the JSON body of POST /reportReading to b. The
+// base64 alphabet needs no JSON escaping, so the body is built by hand.
+func appendReport(b []byte, pub string, sig []byte, r crypto.Reading) []byte {
+	b = append(b, `{"base64PublicKey":"`...)
+	b = append(b, pub...)
+	b = append(b, `","base64Signature":"`...)
+	b = base64.StdEncoding.AppendEncode(b, sig)
+	b = append(b, `","reading":{"whIn":`...)
+	b = strconv.AppendInt(b, r.WhIn, 10)
+	b = append(b, `,"whOut":`...)
+	b = strconv.AppendInt(b, r.WhOut, 10)
+	b = append(b, `,"timestamp":`...)
+	b = strconv.AppendInt(b, r.Timestamp, 10)
+	return append(b, "}}"...)
+}
