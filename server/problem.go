@@ -28,6 +28,7 @@ var (
 	kindInvalidSignature = kind{"invalid-signature", "Signature does not verify", http.StatusBadRequest}
 	kindUnknownKey       = kind{"unknown-key", "Public key is not registered", http.StatusForbidden}
 	kindAdminForbidden   = kind{"admin-forbidden", "Address not allowed on the admin listener", http.StatusForbidden}
+	kindInvalidParameter = kind{"invalid-parameter", "A query parameter is malformed or out of range", http.StatusBadRequest}
 	kindNotFound         = kind{"not-found", "No such resource", http.StatusNotFound}
 	kindMethodNotAllowed = kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	kindUsernameTaken    = kind{"username-taken", "Username is already registered", http.StatusConflict}

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -42,6 +43,15 @@ type signedReading struct {
 // Checks run cheapest first, so that an unknown key costs no signature
 // verification: decode, look the key up, verify, check the clock, store.
 func (s *Server) handleReportReading(c echo.Context) error {
+	err := s.reportReading(c)
+	var p *Problem
+	if errors.As(err, &p) {
+		s.onRejected(strings.TrimPrefix(p.Type, problemTypePrefix))
+	}
+	return err
+}
+
+func (s *Server) reportReading(c echo.Context) error {
 	var req reportRequest
 	if err := decodeJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
 		return err
@@ -61,14 +71,18 @@ func (s *Server) handleReportReading(c echo.Context) error {
 	if err := s.checkClock(sr.reading); err != nil {
 		return err
 	}
+	receivedAt := s.cfg.Now().UTC()
 	outcomes, err := s.store.InsertReadings(ctx, []store.Reading{{
 		MeterID:    meterID,
 		Reading:    sr.reading,
 		Signature:  sr.signature,
-		ReceivedAt: s.cfg.Now().UTC(),
+		ReceivedAt: receivedAt,
 	}})
 	if err != nil {
 		return err
+	}
+	if outcomes[0] == store.Stored {
+		s.onStored(meterID, sr.reading, receivedAt)
 	}
 	return respondOutcome(c, meterID, sr.reading, outcomes[0])
 }

@@ -25,6 +25,7 @@ type Store interface {
 	MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (store.Meter, error)
 	InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error)
 	Ping(ctx context.Context) error
+	ReportingStore
 }
 
 var _ Store = (*store.Store)(nil)
@@ -90,6 +91,7 @@ type Server struct {
 	logger *slog.Logger
 	public *echo.Echo
 	admin  *echo.Echo
+	live   *liveStats // reporting's view of ingest; see events.go
 }
 
 // New returns a Server with cfg's defaults filled in.
@@ -105,6 +107,7 @@ func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	s.admin.POST("/register", s.handleRegister)
 	s.admin.GET("/healthz", s.handleHealthz)
 	s.admin.GET("/readyz", s.handleReadyz)
+	s.routeReporting(s.admin)
 	return s
 }
 

@@ -1,0 +1,236 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/simulator"
+	"smartmeters/store"
+)
+
+// chromiumPath is where Debian's chromium package puts the browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// browser returns a headless Chromium context, skipping the test when
+// there is no Chromium unless SMARTMETERS_REQUIRE_BROWSER=1 says it must run.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("SMARTMETERS_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("SMARTMETERS_REQUIRE_BROWSER=1 but %s is missing: %v", chromiumPath, err)
+		}
+		t.Skipf("browser test skipped: %s is missing (apt-get install chromium; SMARTMETERS_REQUIRE_BROWSER=1 makes this a failure)", chromiumPath)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.WindowSize(1440, 1000),
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 40*time.Second)
+	t.Cleanup(cancelTimeout)
+	return ctx
+}
+
+// serveReal runs a server on real loopback listeners with the real clock
+// until the test ends, and returns its public and admin base URLs.
+func serveReal(t *testing.T) (public, admin string, st *store.Store) {
+	t.Helper()
+	st = store.New(dbtest.SQLite(t).OpenMigrated(t))
+	srv := server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, pub, adm) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return within 10s of shutdown; an event stream held it up?")
+		}
+	})
+	return "http://" + pub.Addr().String(), "http://" + adm.Addr().String(), st
+}
+
+// seedHistory registers a meter with a day of 15-minute readings ending
+// now, following a daily load curve with solar export around noon, and
+// returns its id.
+func seedHistory(t *testing.T, admin string, st *store.Store) int64 {
+	t.Helper()
+	k := newKey(t, "ed25519")
+	r := postJSON(t, admin+"/register", map[string]string{"username": "history", "base64PublicKey": k.Public().Base64()})
+	if r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	id := int64(r.body["id"].(float64))
+	end := time.Now().Truncate(time.Minute)
+	var in, out int64 = 1_250_000, 310_000
+	var rs []store.Reading
+	for ts := end.Add(-24 * time.Hour); !ts.After(end); ts = ts.Add(15 * time.Minute) {
+		h := float64(ts.Hour()) + float64(ts.Minute())/60
+		in += int64(120 + 180*math.Max(0, math.Sin((h-5)/24*2*math.Pi)))
+		out += int64(200 * math.Max(0, math.Sin((h-7)/10*math.Pi)))
+		cr := crypto.Reading{WhIn: in, WhOut: out, Timestamp: ts.UnixMilli()}
+		sig, err := k.Sign(cr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, store.Reading{MeterID: id, Reading: cr, Signature: sig, ReceivedAt: ts})
+	}
+	if _, err := st.InsertReadings(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// TestDashboard opens the dashboard in headless Chromium while the
+// simulator reports, and checks that the counters rise and the charts are
+// drawn. Screenshots go to SMARTMETERS_SCREENSHOT_DIR, or a temporary
+// directory.
+func TestDashboard(t *testing.T) {
+	ctx := browser(t)
+	public, admin, st := serveReal(t)
+	history := seedHistory(t, admin, st)
+
+	sim, err := simulator.New(simulator.Config{
+		PublicURL: public, AdminURL: admin,
+		Meters: 12, Interval: 250 * time.Millisecond, KeyType: crypto.Ed25519, Seed: 6,
+		Tamper: 0.05,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	simCtx, stopSim := context.WithCancel(context.Background())
+	simDone := make(chan struct{})
+	go func() {
+		defer close(simDone)
+		if _, err := sim.Run(simCtx); err != nil {
+			t.Errorf("simulator: %v", err)
+		}
+	}()
+	t.Cleanup(func() { stopSim(); <-simDone })
+
+	dir := os.Getenv("SMARTMETERS_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	counter := func() int64 {
+		t.Helper()
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#readings-stored")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.ParseInt(strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return r
+			}
+			return -1
+		}, text), 10, 64)
+		return n
+	}
+	// waitRise polls the counter until it exceeds above.
+	waitRise := func(above int64) int64 {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			if n := counter(); n > above {
+				return n
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		t.Fatalf("readings counter did not rise above %d within 15s", above)
+		return 0
+	}
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(admin+"/"), chromedp.WaitVisible(chromedp.CSS("#power-chart canvas"))); err != nil {
+		t.Fatal(err)
+	}
+	first := waitRise(0)
+	second := waitRise(first)
+	t.Logf("readings counter rose from %d to %d", first, second)
+
+	// The list fills in on its 5 s refresh, the chart on the fleet's.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#meter-rows a[href^="#/meters/"]`))); err != nil {
+		t.Fatal(err)
+	}
+	canvasWidth, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("#power-chart canvas").width`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#meter-rows tr").length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if canvasWidth < 300 || rows < 13 {
+		t.Errorf("power chart canvas %d px wide, %d meter rows; want a drawn chart and all 13 meters", canvasWidth, rows)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	save(t, filepath.Join(dir, "dashboard-fleet.png"), shot)
+
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#meter-rows a[href="#/meters/%d"]`, history))),
+		chromedp.WaitVisible(chromedp.CSS("#consumption-chart canvas")),
+		chromedp.WaitVisible(chromedp.CSS("#reading-rows td.num")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#meter-title")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(title, "history (meter ") {
+		t.Errorf("meter page title %q", title)
+	}
+	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
+		t.Fatal(err)
+	}
+	save(t, filepath.Join(dir, "dashboard-meter.png"), shot)
+}
+
+func save(t *testing.T, path string, png []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}

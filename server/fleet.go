@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/crypto"
+)
+
+// Fleet energy defaults: the last hour in 5-minute buckets, which is what a
+// live power chart shows and keeps /fleet cheap however long the history
+// is. Wider windows are asked for with from and to.
+const (
+	defaultFleetBucket = "5m"
+	defaultFleetSpan   = time.Hour
+	// fleetLookback is how far outside the window readings are taken to
+	// apportion the energy at its edges.
+	fleetLookback = 30 * time.Minute
+)
+
+type fleetJSON struct {
+	GeneratedAt       time.Time        `json:"generatedAt"`
+	MetersRegistered  int64            `json:"metersRegistered"`
+	MetersReporting   int64            `json:"metersReporting"`
+	ReportingWindow   string           `json:"reportingWindow"`
+	ReadingsPerSecond float64          `json:"readingsPerSecond"`
+	ReadingsStored    int64            `json:"readingsStored"`
+	Rejected          map[string]int64 `json:"rejected"`
+	RejectedTotal     int64            `json:"rejectedTotal"`
+	Energy            fleetEnergyJSON  `json:"energy"`
+}
+
+type fleetEnergyJSON struct {
+	Bucket  string            `json:"bucket"`
+	From    time.Time         `json:"from"`
+	To      time.Time         `json:"to"`
+	Buckets []fleetBucketJSON `json:"buckets"`
+}
+
+// fleetBucketJSON is the fleet's energy in one bucket and the mean power it
+// stands for. Partial marks the bucket still in progress.
+type fleetBucketJSON struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	WhIn     float64   `json:"whIn"`
+	WhOut    float64   `json:"whOut"`
+	WattsIn  float64   `json:"wattsIn"`
+	WattsOut float64   `json:"wattsOut"`
+	Partial  bool      `json:"partial"`
+}
+
+// handleFleet reports the fleet's figures:
+// GET /fleet?window=60s&bucket=5m&from=&to=.
+func (s *Server) handleFleet(c echo.Context) error {
+	q := queryParams{c: c}
+	window := q.duration("window", defaultReportingWindow, time.Second, 24*time.Hour)
+	name, b := q.bucket("bucket", defaultFleetBucket)
+	now := s.cfg.Now().UTC()
+	to := q.time("to", now)
+	from := q.time("from", to.Add(-defaultFleetSpan))
+	if q.err != nil {
+		return q.err
+	}
+	from, to, err := bucketWindow(from, to, b)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	out := fleetJSON{GeneratedAt: now, ReportingWindow: window.String()}
+	if out.MetersRegistered, err = s.store.CountMeters(ctx); err != nil {
+		return err
+	}
+	if out.MetersReporting, err = s.store.CountReportingMeters(ctx, now.Add(-window)); err != nil {
+		return err
+	}
+	s.live.fill(&out, now)
+	energy, err := s.fleetEnergy(ctx, from, to, b)
+	if err != nil {
+		return err
+	}
+	out.Energy = fleetEnergyOut(name, from, to, b, now, energy)
+	return c.JSON(http.StatusOK, out)
+}
+
+// fill copies the live figures into f.
+func (l *liveStats) fill(f *fleetJSON, now time.Time) {
+	f.Rejected = map[string]int64{}
+	if l == nil {
+		return
+	}
+	f.ReadingsPerSecond = l.readingsPerSecond(now)
+	f.ReadingsStored = l.stored.Load()
+	f.Rejected = l.rejectedByReason()
+	for _, n := range f.Rejected {
+		f.RejectedTotal += n
+	}
+}
+
+// fleetEnergyOut renders the energy per bucket of [from, to).
+func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.Time, energy [][2]float64) fleetEnergyJSON {
+	out := fleetEnergyJSON{Bucket: name, From: from, To: to, Buckets: make([]fleetBucketJSON, len(energy))}
+	hours := b.Hours()
+	for i, e := range energy {
+		start := from.Add(time.Duration(i) * b)
+		fb := fleetBucketJSON{Start: start, End: start.Add(b), Partial: start.Add(b).After(now)}
+		fb.WhIn, fb.WhOut = roundWh(e[0]), roundWh(e[1])
+		fb.WattsIn, fb.WattsOut = roundWh(e[0]/hours), roundWh(e[1]/hours)
+		out.Buckets[i] = fb
+	}
+	return out
+}
+
+// fleetEnergy returns the energy all meters imported and exported in each
+// bucket of width b over [from, to), which bucketWindow has aligned.
+//
+// Each pair of consecutive readings of a meter is a segment over which the
+// register difference is spread evenly in time; a bucket gets the share of
+// every segment that overlaps it. For one meter that is the same figure as
+// interpolating the registers at the bucket's edges and subtracting (see
+// apportion); summed over the fleet it needs one pass over the readings in
+// the window, in timestamp order, with no query per meter and no sort.
+// Readings are taken from fleetLookback before from (and after to), so that
+// segments straddling the window's edges count; a meter whose readings are
+// further apart than that contributes nothing to the edge buckets.
+func (s *Server) fleetEnergy(ctx context.Context, from, to time.Time, b time.Duration) ([][2]float64, error) {
+	n := int(to.Sub(from) / b)
+	out := make([][2]float64, n)
+	f, bm := from.UnixMilli(), b.Milliseconds()
+	last := make(map[int64]crypto.Reading)
+	err := s.store.EachRegisterBetween(ctx, f-fleetLookback.Milliseconds(), to.UnixMilli()+fleetLookback.Milliseconds(),
+		func(id int64, r crypto.Reading) error {
+			prev, ok := last[id]
+			last[id] = r
+			if ok && r.Timestamp > prev.Timestamp {
+				spread(out, f, bm, prev, r)
+			}
+			return nil
+		})
+	return out, err
+}
+
+// spread adds the energy of the segment between readings p and r to the
+// buckets of width bm starting at from that it overlaps, in proportion to
+// the overlap.
+func spread(out [][2]float64, from, bm int64, p, r crypto.Reading) {
+	span := float64(r.Timestamp - p.Timestamp)
+	dIn, dOut := float64(r.WhIn-p.WhIn), float64(r.WhOut-p.WhOut)
+	first := max(floorDiv(p.Timestamp-from, bm), 0)
+	lastK := min(floorDiv(r.Timestamp-1-from, bm), int64(len(out))-1)
+	for k := first; k <= lastK; k++ {
+		start := from + k*bm
+		overlap := float64(min(r.Timestamp, start+bm) - max(p.Timestamp, start))
+		if overlap <= 0 {
+			continue
+		}
+		out[k][0] += dIn * overlap / span
+		out[k][1] += dOut * overlap / span
+	}
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}

@@ -1,0 +1,106 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// BenchmarkReportingAtScale seeds PostgreSQL with
+// SMARTMETERS_BENCH_SCALE_ROWS readings (1,000 per meter, 15 minutes apart,
+// ending now) and times the reporting endpoints through the full HTTP
+// stack. It runs only when that variable and SMARTMETERS_TEST_DATABASE_URL
+// are set:
+//
+//	SMARTMETERS_BENCH_SCALE_ROWS=10000000 go test ./server -run XXX \
+//	    -bench BenchmarkReportingAtScale -benchtime 20x -timeout 30m
+func BenchmarkReportingAtScale(b *testing.B) {
+	rows, _ := strconv.ParseInt(os.Getenv("SMARTMETERS_BENCH_SCALE_ROWS"), 10, 64)
+	if rows <= 0 {
+		b.Skip("set SMARTMETERS_BENCH_SCALE_ROWS (and SMARTMETERS_TEST_DATABASE_URL) to run")
+	}
+	pg, ok := dbtest.Postgres(b)
+	if !ok {
+		b.Skip("PostgreSQL is needed")
+	}
+	const perMeter = 1000
+	meters := max(rows/perMeter, 1)
+	conn := pg.OpenMigrated(b)
+	ctx := context.Background()
+	end := time.Now().Truncate(15 * time.Minute)
+
+	start := time.Now()
+	// Fingerprints only have to be unique: sha256 of the username.
+	if _, err := conn.ExecContext(ctx, `
+		INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at)
+		SELECT 'bench-' || g, '\x00'::bytea, sha256(('bench-' || g)::bytea), 'ed25519', now()
+		FROM generate_series(1, $1::bigint) g`, meters); err != nil {
+		b.Fatal(err)
+	}
+	// Each meter reports every 15 minutes at its own offset, importing
+	// 200-300 Wh and exporting 40 Wh per reading.
+	if _, err := conn.ExecContext(ctx, `
+		INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at)
+		SELECT m.id, t.ts, i * (200 + m.id % 100), i * 40, '\x00'::bytea, to_timestamp(t.ts / 1000.0)
+		FROM meters m
+		CROSS JOIN generate_series(0, $1::bigint - 1) i
+		CROSS JOIN LATERAL (SELECT $2::bigint - ($1::bigint - 1 - i) * 900000 - (m.id * 7919) % 900000 AS ts) t`,
+		perMeter, end.UnixMilli()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, `ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	if err := conn.GetContext(ctx, &n, `SELECT count(*) FROM readings`); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d meters, %d readings in %s", meters, n, time.Since(start).Round(time.Millisecond))
+
+	srv := server.New(server.Config{}, store.New(conn), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	adm := httptest.NewServer(srv.AdminHandler())
+	b.Cleanup(adm.Close)
+
+	month := end.Add(-30 * 24 * time.Hour)
+	paths := []struct{ name, path string }{
+		{"ConsumptionMonth15m", fmt.Sprintf("/meters/%d/consumption?bucket=15m&from=%d&to=%d", meters/2, month.UnixMilli(), end.UnixMilli())},
+		{"Fleet", "/fleet"},
+		{"Fleet24h1h", fmt.Sprintf("/fleet?bucket=1h&from=%d&to=%d", end.Add(-24*time.Hour).UnixMilli(), end.UnixMilli())},
+		{"Meter", fmt.Sprintf("/meters/%d", meters/2)},
+		{"MetersPage", "/meters?limit=100&after=5000"},
+		{"ReadingsPage", fmt.Sprintf("/meters/%d/readings?limit=1000&from=%d", meters/2, month.UnixMilli())},
+	}
+	for _, p := range paths {
+		b.Run(p.name, func(b *testing.B) {
+			var worst time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				res, err := http.Get(adm.URL + p.path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, res.Body); err != nil {
+					b.Fatal(err)
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Fatalf("GET %s: %d", p.path, res.StatusCode)
+				}
+				worst = max(worst, time.Since(t0))
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/req")
+			b.ReportMetric(float64(worst.Microseconds())/1000, "worst-ms")
+		})
+	}
+}
