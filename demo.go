@@ -78,7 +78,7 @@ func demoAction(c *cli.Context) error {
 		pub.Close()
 		return fmt.Errorf("--admin-listen: %w", err)
 	}
-	srv := server.New(server.Config{ShutdownTimeout: 5 * time.Second}, store.New(conn), logger)
+	srv := server.New(server.Config{ShutdownTimeout: 5 * time.Second, Committers: committers(conn.DriverName())}, store.New(conn), logger)
 	// The server outlives ctx so that the simulator's last requests are
 	// answered; it is stopped once the simulation is over.
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
@@ -91,6 +91,7 @@ func demoAction(c *cli.Context) error {
 	printDataLocation(stdout, url)
 	if c.Bool("keep") && ctx.Err() == nil {
 		fmt.Fprintf(stdout, "serving         public %s, admin %s; Ctrl-C stops\n", cfg.PublicURL, cfg.AdminURL)
+		fmt.Fprintf(stdout, "dashboard       %s/\n", cfg.AdminURL)
 		<-ctx.Done()
 	}
 	stopServer()

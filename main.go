@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			versionCommand(),
 			simulateCommand(),
 			demoCommand(),
+			benchCommand(),
 			verifyCommand(),
 		},
 		// Errors are printed once, below, and never exit from inside cli.

@@ -42,6 +42,10 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "max-clock-skew", Value: 5 * time.Minute, Usage: "how far ahead of the server clock a reading's timestamp may be", EnvVars: envVar("MAX_CLOCK_SKEW")},
 			&cli.BoolFlag{Name: "migrate", Usage: "apply pending migrations on start", DefaultText: "on for the embedded store, off for PostgreSQL", EnvVars: envVar("MIGRATE")},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: envVar("LOG_FORMAT")},
+			&cli.IntFlag{Name: "batch-max", Value: 1000, Usage: "group commit: most readings written in one statement (1 writes each reading on its own)", EnvVars: envVar("BATCH_MAX")},
+			&cli.DurationFlag{Name: "batch-wait", Value: 2 * time.Millisecond, Usage: "group commit: longest wait for a batch to fill (0 commits what is queued at once)", EnvVars: envVar("BATCH_WAIT")},
+			&cli.IntFlag{Name: "key-cache-size", Value: 100_000, Usage: "registered keys kept parsed in memory (about 1 KB each for RSA-2048)", EnvVars: envVar("KEY_CACHE_SIZE")},
+			&cli.IntFlag{Name: "max-batch", Value: 1000, Usage: "most readings accepted in one POST /reportReadings", EnvVars: envVar("MAX_BATCH")},
 		},
 		Action: serveAction,
 	}
@@ -62,12 +66,28 @@ func serveAction(c *cli.Context) error {
 	if c.Duration("max-clock-skew") <= 0 {
 		return fmt.Errorf("--max-clock-skew %s: must be positive", c.Duration("max-clock-skew"))
 	}
+	for _, name := range []string{"batch-max", "key-cache-size", "max-batch"} {
+		if c.Int(name) < 1 {
+			return fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
+		}
+	}
+	if c.Duration("batch-wait") < 0 {
+		return fmt.Errorf("--batch-wait %s: must not be negative", c.Duration("batch-wait"))
+	}
+	batchWait := c.Duration("batch-wait")
+	if batchWait == 0 {
+		batchWait = -1 // server.Config: negative means do not wait
+	}
 	cfg := server.Config{
 		Listen:       c.String("listen"),
 		AdminListen:  c.String("admin-listen"),
 		AdminAllow:   allow,
 		MinRSABits:   c.Int("min-rsa-bits"),
 		MaxClockSkew: c.Duration("max-clock-skew"),
+		BatchMax:     c.Int("batch-max"),
+		BatchWait:    batchWait,
+		KeyCacheSize: c.Int("key-cache-size"),
+		MaxBatch:     c.Int("max-batch"),
 	}
 
 	ctx := c.Context
@@ -99,6 +119,7 @@ func serveAction(c *cli.Context) error {
 		}
 		return err
 	}
+	cfg.Committers = committers(driver)
 	logger.Info("store open", "driver", driver)
 	return server.New(cfg, store.New(conn), logger).Run(ctx)
 }
@@ -125,4 +146,14 @@ func parsePrefixes(values []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// committers is how many group-commit batches may be in flight on a store:
+// SQLite has one writer at a time, so more would only wait on its lock;
+// zero means the server's default.
+func committers(driver string) int {
+	if driver == db.SQLite {
+		return 1
+	}
+	return 0
 }

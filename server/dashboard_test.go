@@ -60,7 +60,7 @@ func browser(t *testing.T) context.Context {
 func serveReal(t *testing.T) (public, admin string, st *store.Store) {
 	t.Helper()
 	st = store.New(dbtest.SQLite(t).OpenMigrated(t))
-	srv := server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := server.New(server.Config{Committers: 1}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	pub, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

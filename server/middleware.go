@@ -3,6 +3,7 @@ package server
 import (
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -39,12 +40,14 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if res.Status >= 500 {
 			level = slog.LevelError
 		}
+		latency := time.Since(start)
+		s.metrics.httpSeconds.WithLabelValues(c.Path(), strconv.Itoa(res.Status)).Observe(latency.Seconds())
 		s.logger.LogAttrs(req.Context(), level, "request",
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.Int("status", res.Status),
 			slog.Int64("bytes", res.Size),
-			slog.Duration("latency", time.Since(start)),
+			slog.Duration("latency", latency),
 			slog.String("remote", req.RemoteAddr),
 		)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 )
@@ -24,17 +25,18 @@ type kind struct {
 var (
 	kindMalformedRequest = kind{"malformed-request", "Request body is not the expected JSON", http.StatusBadRequest}
 	kindInvalidField     = kind{"invalid-field", "A field is missing or out of range", http.StatusBadRequest}
+	kindInvalidParameter = kind{"invalid-parameter", "A query parameter is malformed or out of range", http.StatusBadRequest}
 	kindInvalidKey       = kind{"invalid-key", "Public key is malformed or not accepted", http.StatusBadRequest}
 	kindInvalidSignature = kind{"invalid-signature", "Signature does not verify", http.StatusBadRequest}
 	kindUnknownKey       = kind{"unknown-key", "Public key is not registered", http.StatusForbidden}
 	kindAdminForbidden   = kind{"admin-forbidden", "Address not allowed on the admin listener", http.StatusForbidden}
-	kindInvalidParameter = kind{"invalid-parameter", "A query parameter is malformed or out of range", http.StatusBadRequest}
 	kindNotFound         = kind{"not-found", "No such resource", http.StatusNotFound}
 	kindMethodNotAllowed = kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	kindUsernameTaken    = kind{"username-taken", "Username is already registered", http.StatusConflict}
 	kindKeyTaken         = kind{"key-taken", "Public key is already registered", http.StatusConflict}
 	kindReadingConflict  = kind{"reading-conflict", "A different reading is stored for this meter and timestamp", http.StatusConflict}
 	kindBodyTooLarge     = kind{"body-too-large", "Request body is too large", http.StatusRequestEntityTooLarge}
+	kindBatchTooLarge    = kind{"batch-too-large", "Too many readings in one request", http.StatusRequestEntityTooLarge}
 	kindUnsupportedMedia = kind{"unsupported-media-type", "Content-Type must be application/json", http.StatusUnsupportedMediaType}
 	kindTimestampFuture  = kind{"timestamp-in-future", "Reading timestamp is ahead of the server clock", http.StatusUnprocessableEntity}
 	kindUnavailable      = kind{"unavailable", "Service temporarily unavailable", http.StatusServiceUnavailable}
@@ -48,9 +50,22 @@ type Problem struct {
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail,omitempty"`
+
+	// meterID names the meter a rejected reading came from, when its key
+	// was registered; 0 otherwise. It is not sent.
+	meterID int64
+}
+
+// forMeter marks p as a rejection of a reading of meter id.
+func (p *Problem) forMeter(id int64) *Problem {
+	p.meterID = id
+	return p
 }
 
 func (p *Problem) Error() string { return p.Type + ": " + p.Detail }
+
+// slug is the stable last part of the problem type, such as "unknown-key".
+func (p *Problem) slug() string { return strings.TrimPrefix(p.Type, problemTypePrefix) }
 
 // problem returns a Problem of kind k with a detail formatted from format
 // and args.

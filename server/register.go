@@ -54,6 +54,7 @@ func (s *Server) handleRegister(c echo.Context) error {
 		}
 		return err
 	}
+	s.keys.add(m.ID, key)
 	s.logger.Info("meter registered", "id", m.ID, "username", m.Username, "algorithm", m.Algorithm)
 	return c.JSON(http.StatusCreated, registerResponse{
 		ID:          m.ID,

@@ -1,9 +1,9 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -40,51 +40,61 @@ type signedReading struct {
 }
 
 // handleReportReading stores one signed reading: POST /reportReading.
-// Checks run cheapest first, so that an unknown key costs no signature
-// verification: decode, look the key up, verify, check the clock, store.
 func (s *Server) handleReportReading(c echo.Context) error {
-	err := s.reportReading(c)
-	var p *Problem
-	if errors.As(err, &p) {
-		s.onRejected(strings.TrimPrefix(p.Type, problemTypePrefix))
-	}
-	return err
-}
-
-func (s *Server) reportReading(c echo.Context) error {
 	var req reportRequest
 	if err := decodeJSON(c, s.cfg.MaxBodyBytes, &req); err != nil {
-		return err
+		return s.reject(err)
 	}
+	s.metrics.received.Inc()
+	ctx := c.Request().Context()
+	row, err := s.check(ctx, &req)
+	if err != nil {
+		return s.reject(err)
+	}
+	results, err := s.commits.submit(ctx, []store.Reading{row})
+	if err != nil {
+		return s.reject(s.storeFailure(err))
+	}
+	if results[0].err != nil {
+		return s.reject(s.storeFailure(results[0].err))
+	}
+	code, body, err := s.outcome(row, results[0].outcome)
+	if err != nil {
+		return s.reject(err)
+	}
+	return c.JSON(code, body)
+}
+
+// check runs every test a report must pass before it is stored, cheapest
+// first so that an unknown key costs no signature verification: decode,
+// look the key up, verify, check the clock. It returns the row to store or
+// a Problem.
+func (s *Server) check(ctx context.Context, req *reportRequest) (store.Reading, error) {
 	sr, err := req.decode()
 	if err != nil {
-		return err
+		return store.Reading{}, err
 	}
-	ctx := c.Request().Context()
-	key, meterID, err := s.lookupKey(c, sr.fp)
+	mk, err := s.lookupKey(ctx, sr.fp)
 	if err != nil {
-		return err
+		return store.Reading{}, err
 	}
-	if err := key.Verify(sr.reading, sr.signature); err != nil {
-		return problem(kindInvalidSignature, "%v", err)
-	}
-	if err := s.checkClock(sr.reading); err != nil {
-		return err
-	}
-	receivedAt := s.cfg.Now().UTC()
-	outcomes, err := s.store.InsertReadings(ctx, []store.Reading{{
-		MeterID:    meterID,
-		Reading:    sr.reading,
-		Signature:  sr.signature,
-		ReceivedAt: receivedAt,
-	}})
+	return s.verify(sr, mk)
+}
+
+// verify checks the signature and the clock of a reading whose key is known.
+func (s *Server) verify(sr signedReading, mk meterKey) (store.Reading, error) {
+	start := time.Now()
+	err := mk.key.Verify(sr.reading, sr.signature)
+	s.metrics.verifySeconds.WithLabelValues(mk.key.Algorithm()).Observe(time.Since(start).Seconds())
 	if err != nil {
-		return err
+		return store.Reading{}, problem(kindInvalidSignature, "%v", err).forMeter(mk.meterID)
 	}
-	if outcomes[0] == store.Stored {
-		s.onStored(meterID, sr.reading, receivedAt)
+	now := s.cfg.Now()
+	if ahead := time.UnixMilli(sr.reading.Timestamp).Sub(now); ahead > s.cfg.MaxClockSkew {
+		return store.Reading{}, problem(kindTimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
+			sr.reading.Timestamp, ahead.Round(time.Millisecond), s.cfg.MaxClockSkew).forMeter(mk.meterID)
 	}
-	return respondOutcome(c, meterID, sr.reading, outcomes[0])
+	return store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}, nil
 }
 
 // decode checks the shape of a report and decodes its key and signature.
@@ -99,7 +109,7 @@ func (r *reportRequest) decode() (signedReading, error) {
 	if r.Reading == nil {
 		return sr, problem(kindInvalidField, "reading is required")
 	}
-	for _, f := range []struct {
+	for _, f := range [...]struct {
 		name string
 		v    *int64
 	}{{"reading.whIn", r.Reading.WhIn}, {"reading.whOut", r.Reading.WhOut}, {"reading.timestamp", r.Reading.Timestamp}} {
@@ -122,41 +132,62 @@ func (r *reportRequest) decode() (signedReading, error) {
 	return sr, nil
 }
 
-// lookupKey returns the parsed key and meter id registered under fp, or the
-// unknown-key problem.
-func (s *Server) lookupKey(c echo.Context, fp crypto.Fingerprint) (*crypto.PublicKey, int64, error) {
-	m, err := s.store.MeterByFingerprint(c.Request().Context(), fp)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, 0, problem(kindUnknownKey, "no meter is registered with this public key (fingerprint %s)", fp)
+// lookupKey returns the meter key registered under fp, or the unknown-key
+// problem.
+func (s *Server) lookupKey(ctx context.Context, fp crypto.Fingerprint) (meterKey, error) {
+	mk, err := s.keys.lookup(ctx, fp)
+	if errors.Is(err, errUnknownKey) {
+		return meterKey{}, problem(kindUnknownKey, "no meter is registered with this public key (fingerprint %s)", fp)
 	}
 	if err != nil {
-		return nil, 0, err
+		return meterKey{}, s.storeFailure(err)
 	}
-	key, err := crypto.ParsePublicKeyDER(m.PublicKey, s.cfg.MinRSABits)
-	if err != nil {
-		// A key registered under a weaker policy than today's is refused.
-		return nil, 0, problem(kindInvalidKey, "meter %d: %v", m.ID, err)
-	}
-	return key, m.ID, nil
+	return mk, nil
 }
 
-func (s *Server) checkClock(r crypto.Reading) error {
-	ahead := time.UnixMilli(r.Timestamp).Sub(s.cfg.Now())
-	if ahead > s.cfg.MaxClockSkew {
-		return problem(kindTimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
-			r.Timestamp, ahead.Round(time.Millisecond), s.cfg.MaxClockSkew)
-	}
-	return nil
-}
-
-func respondOutcome(c echo.Context, meterID int64, r crypto.Reading, o store.Outcome) error {
+// outcome turns what the store did with a reading into the HTTP answer, and
+// counts it.
+func (s *Server) outcome(row store.Reading, o store.Outcome) (int, reportResponse, error) {
 	switch o {
 	case store.Stored:
-		return c.JSON(http.StatusCreated, reportResponse{Status: "stored", MeterID: meterID, Timestamp: r.Timestamp})
+		s.metrics.stored.Inc()
+		s.onStored(row.MeterID, row.Reading, row.ReceivedAt)
+		return http.StatusCreated, reportResponse{Status: "stored", MeterID: row.MeterID, Timestamp: row.Timestamp}, nil
 	case store.Duplicate:
-		return c.JSON(http.StatusOK, reportResponse{Status: "duplicate", MeterID: meterID, Timestamp: r.Timestamp})
+		s.metrics.duplicate.Inc()
+		return http.StatusOK, reportResponse{Status: "duplicate", MeterID: row.MeterID, Timestamp: row.Timestamp}, nil
 	case store.Conflict:
-		return problem(kindReadingConflict, "meter %d already has a different reading at timestamp %d", meterID, r.Timestamp)
+		return 0, reportResponse{}, problem(kindReadingConflict, "meter %d already has a different reading at timestamp %d", row.MeterID, row.Timestamp).forMeter(row.MeterID)
 	}
-	return errors.New("unexpected store outcome " + o.String())
+	return 0, reportResponse{}, errors.New("unexpected store outcome " + o.String())
+}
+
+// storeFailure turns an error of the store into a 503 the client may retry:
+// nothing was acknowledged, so a retry loses nothing and duplicates nothing.
+// The error itself goes to the log.
+func (s *Server) storeFailure(err error) error {
+	var p *Problem
+	if errors.As(err, &p) {
+		return err
+	}
+	s.logger.Error("store failure", "err", err)
+	if errors.Is(err, errClosed) {
+		return problem(kindUnavailable, "the server is shutting down; retry")
+	}
+	return problem(kindUnavailable, "the store did not take the reading; retry")
+}
+
+// reject counts a rejected reading by its problem type and returns err.
+func (s *Server) reject(err error) error {
+	var p *Problem
+	if errors.As(err, &p) {
+		slug := p.slug()
+		s.metrics.rejected.WithLabelValues(slug).Inc()
+		if p.meterID != 0 {
+			s.onMeterRejected(p.meterID, slug, s.cfg.Now())
+		} else {
+			s.onRejected(slug)
+		}
+	}
+	return err
 }

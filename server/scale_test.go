@@ -69,6 +69,7 @@ func BenchmarkReportingAtScale(b *testing.B) {
 	b.Logf("seeded %d meters, %d readings in %s", meters, n, time.Since(start).Round(time.Millisecond))
 
 	srv := server.New(server.Config{}, store.New(conn), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.Cleanup(srv.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
 	b.Cleanup(adm.Close)
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"smartmeters/crypto"
 	"smartmeters/store"
@@ -39,6 +40,19 @@ type Config struct {
 	MinRSABits   int            // smallest RSA modulus accepted; default 2048
 	MaxClockSkew time.Duration  // how far ahead of the server clock a reading may be; default 5m
 	MaxBodyBytes int64          // largest request body; default 64 KiB
+	MaxBatch     int            // most readings in one POST /reportReadings; default 1000
+
+	// Group commit: readings verified by concurrent requests are written
+	// together, at most BatchMax in one statement, waiting at most BatchWait
+	// for a batch to fill; Committers batches may be in flight at once.
+	BatchMax      int           // default 1000; 1 writes each reading on its own
+	BatchWait     time.Duration // default 2ms; negative means do not wait
+	Committers    int           // default 4; use 1 for SQLite, which has one writer
+	CommitTimeout time.Duration // bound on one batch's writes; default 5s
+
+	KeyCacheSize       int           // registered keys kept parsed in memory; default 100,000
+	UnknownKeyCacheTTL time.Duration // how long an unknown key is remembered; default 2s
+
 	// ShutdownTimeout bounds how long Run waits for in-flight requests once
 	// its context is done; default 30s.
 	ShutdownTimeout time.Duration
@@ -75,6 +89,27 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	if c.BatchMax <= 0 {
+		c.BatchMax = 1000
+	}
+	if c.BatchWait == 0 {
+		c.BatchWait = 2 * time.Millisecond
+	}
+	if c.Committers <= 0 {
+		c.Committers = 4
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 5 * time.Second
+	}
+	if c.KeyCacheSize <= 0 {
+		c.KeyCacheSize = 100_000
+	}
+	if c.UnknownKeyCacheTTL <= 0 {
+		c.UnknownKeyCacheTTL = 2 * time.Second
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -92,13 +127,21 @@ type Server struct {
 	public *echo.Echo
 	admin  *echo.Echo
 	live   *liveStats // reporting's view of ingest; see events.go
+
+	metrics *metrics
+	keys    *keyCache
+	commits *committer
 }
 
 // New returns a Server with cfg's defaults filled in.
 func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg.withDefaults(), store: st, logger: logger}
+	s.metrics = newMetrics()
+	s.keys = newKeyCache(s.cfg.KeyCacheSize, s.cfg.UnknownKeyCacheTTL, st, s.cfg.MinRSABits, s.metrics)
+	s.commits = newCommitter(st, s.cfg.Committers, s.cfg.BatchMax, s.cfg.BatchWait, s.cfg.CommitTimeout, s.metrics, logger)
 	s.public = s.newEcho()
 	s.public.POST("/reportReading", s.handleReportReading)
+	s.public.POST("/reportReadings", s.handleReportReadings)
 	s.public.GET("/healthz", s.handleHealthz)
 	s.public.GET("/readyz", s.handleReadyz)
 
@@ -107,6 +150,7 @@ func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	s.admin.POST("/register", s.handleRegister)
 	s.admin.GET("/healthz", s.handleHealthz)
 	s.admin.GET("/readyz", s.handleReadyz)
+	s.admin.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
 	s.routeReporting(s.admin)
 	return s
 }
@@ -120,6 +164,12 @@ func (s *Server) newEcho() *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(s.logger)
 	e.Use(s.logRequests)
 	return e
+}
+
+// Close stops the group commit after committing what is queued. Call it
+// once the listeners are shut down (Serve does).
+func (s *Server) Close() {
+	s.commits.close()
 }
 
 // PublicHandler returns the handler of the public listener.
@@ -144,7 +194,8 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, pub, adm)
 }
 
-// Serve is Run on listeners the caller opened.
+// Serve is Run on listeners the caller opened. It closes the Server when
+// it returns.
 func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 	servers := []*http.Server{s.httpServer(s.public), s.httpServer(s.admin)}
 	listeners := []net.Listener{public, admin}
@@ -172,6 +223,7 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 			runErr = errors.Join(runErr, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	s.Close()
 	return runErr
 }
 

@@ -39,6 +39,7 @@ func newTestServer(t *testing.T, b dbtest.Backend, cfg server.Config) testServer
 	cfg.Now = func() time.Time { return now }
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := server.New(cfg, st, logger)
+	t.Cleanup(srv.Close) // after the listeners below have closed
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())

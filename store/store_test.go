@@ -27,19 +27,9 @@ func TestConformance(t *testing.T) {
 
 var registeredAt = time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
 
-func newMeter(t *testing.T, st *store.Store, username string) store.Meter {
+func newMeter(t testing.TB, st *store.Store, username string) store.Meter {
 	t.Helper()
-	k, err := crypto.GenerateKey("ed25519", rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := store.Meter{
-		Username:     username,
-		PublicKey:    k.Public().DER(),
-		Fingerprint:  k.Public().Fingerprint(),
-		Algorithm:    k.Public().Algorithm(),
-		RegisteredAt: registeredAt,
-	}
+	m := newMeterValue(t, username)
 	if err := st.CreateMeter(context.Background(), &m); err != nil {
 		t.Fatalf("CreateMeter(%s): %v", username, err)
 	}
@@ -93,7 +83,7 @@ func testMeters(t *testing.T, st *store.Store) {
 	})
 }
 
-func newMeterValue(t *testing.T, username string) store.Meter {
+func newMeterValue(t testing.TB, username string) store.Meter {
 	t.Helper()
 	k, err := crypto.GenerateKey("ed25519", rand.Reader)
 	if err != nil {

@@ -1,0 +1,244 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+func TestReportReadings(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, server.Config{MaxBatch: 10})
+			k1, k2 := newKey(t, "ed25519"), newKey(t, "ecdsa-p256")
+			for i, k := range []*crypto.PrivateKey{k1, k2} {
+				if r := register(t, ts, fmt.Sprint("batch-", i), k); r.status != http.StatusCreated {
+					t.Fatal(r.rawBody)
+				}
+			}
+			t0 := now.Add(-time.Hour).UnixMilli()
+			first := signed(t, k1, crypto.Reading{WhIn: 10, WhOut: 0, Timestamp: t0})
+			forged := signed(t, k2, crypto.Reading{WhIn: 10, WhOut: 0, Timestamp: t0})
+			forged.Reading.WhIn = 11
+			missing := signed(t, k2, crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: t0 + 1})
+			batch := []any{
+				first, // stored
+				signed(t, k2, crypto.Reading{WhIn: 5, WhOut: 1, Timestamp: t0}), // stored, another meter
+				first, // the same reading again in the same batch
+				signed(t, k1, crypto.Reading{WhIn: 11, WhOut: 0, Timestamp: t0}),                  // conflicts with the first
+				signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: t0}), // unknown key
+				forged, // bad signature
+				map[string]any{"base64PublicKey": missing.Base64PublicKey, "base64Signature": missing.Base64Signature,
+					"reading": map[string]any{"whIn": 1, "timestamp": t0 + 1}}, // whOut missing
+				signed(t, k1, crypto.Reading{WhIn: 12, WhOut: 0, Timestamp: now.Add(time.Hour).UnixMilli()}), // future
+			}
+			want := []struct {
+				status int
+				slug   string
+			}{{201, "stored"}, {201, "stored"}, {200, "duplicate"}, {409, "reading-conflict"}, {403, "unknown-key"},
+				{400, "invalid-signature"}, {400, "invalid-field"}, {422, "timestamp-in-future"}}
+			r := postJSON(t, ts.public+"/reportReadings", batch)
+			if r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.rawBody)
+			}
+			results, _ := r.body["results"].([]any)
+			if len(results) != len(want) {
+				t.Fatalf("%d results for %d readings: %s", len(results), len(want), r.rawBody)
+			}
+			for i, w := range want {
+				res := results[i].(map[string]any)
+				got := res["result"]
+				if w.status >= 300 {
+					got = strings.TrimPrefix(fmt.Sprint(res["type"]), "urn:smartmeters:problem:")
+				}
+				if res["status"] != float64(w.status) || got != w.slug {
+					t.Errorf("result %d = %v, want %d %s", i, res, w.status, w.slug)
+				}
+			}
+			n, err := ts.store.CountReadings(t.Context())
+			if err != nil || n != 2 {
+				t.Fatalf("stored %d readings (err %v), want 2", n, err)
+			}
+			t.Run("ErrBatchTooLarge", func(t *testing.T) {
+				big := make([]any, 11)
+				for i := range big {
+					big[i] = first
+				}
+				wantProblem(t, postJSON(t, ts.public+"/reportReadings", big), http.StatusRequestEntityTooLarge, "batch-too-large")
+			})
+			t.Run("ErrEmpty", func(t *testing.T) {
+				wantProblem(t, post(t, ts.public+"/reportReadings", "application/json", `[]`), http.StatusBadRequest, "invalid-field")
+			})
+			t.Run("ErrNotArray", func(t *testing.T) {
+				wantProblem(t, postJSON(t, ts.public+"/reportReadings", first), http.StatusBadRequest, "malformed-request")
+			})
+		})
+	}
+}
+
+// TestGroupCommitConcurrent sends many single reports at once, twice: every
+// one is stored exactly once and every resend is a duplicate, whatever
+// batches the group commit formed.
+func TestGroupCommitConcurrent(t *testing.T) {
+	for _, cfg := range []server.Config{
+		{BatchMax: 1000, BatchWait: 5 * time.Millisecond},
+		{BatchMax: 1, BatchWait: -1},
+	} {
+		for _, b := range dbtest.Backends(t) {
+			t.Run(fmt.Sprintf("%s/batch-max=%d", b.Name, cfg.BatchMax), func(t *testing.T) {
+				ts := newTestServer(t, b, cfg)
+				const meters, each = 8, 10
+				var bodies []reportBody
+				for m := range meters {
+					k := newKey(t, "ed25519")
+					if r := register(t, ts, fmt.Sprint("gc-", cfg.BatchMax, "-", m), k); r.status != http.StatusCreated {
+						t.Fatal(r.rawBody)
+					}
+					for i := range each {
+						bodies = append(bodies, signed(t, k, crypto.Reading{WhIn: int64(i), Timestamp: now.Add(-time.Duration(i) * time.Second).UnixMilli()}))
+					}
+				}
+				for _, want := range []int{http.StatusCreated, http.StatusOK} {
+					var wg sync.WaitGroup
+					statuses := make([]int, len(bodies))
+					for i, body := range bodies {
+						wg.Go(func() { statuses[i] = postJSON(t, ts.public+"/reportReading", body).status })
+					}
+					wg.Wait()
+					for i, s := range statuses {
+						if s != want {
+							t.Fatalf("report %d: status %d, want %d", i, s, want)
+						}
+					}
+				}
+				n, err := ts.store.CountReadings(t.Context())
+				if err != nil || n != meters*each {
+					t.Fatalf("stored %d (err %v), want %d", n, err, meters*each)
+				}
+			})
+		}
+	}
+}
+
+// failingStore refuses any batch that holds a poisoned reading, as a
+// database refuses a statement when one row violates a constraint.
+type failingStore struct {
+	*store.Store
+	poison int64 // timestamp of the reading that fails its batch
+}
+
+func (f failingStore) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+	for _, r := range rs {
+		if r.Timestamp == f.poison {
+			return nil, errors.New("simulated constraint violation")
+		}
+	}
+	return f.Store.InsertReadings(ctx, rs)
+}
+
+// TestGroupCommitFailingBatch shows that one reading the store refuses
+// fails only itself: the others in its batch are stored and acknowledged,
+// and the refused one is answered 503, never 2xx.
+func TestGroupCommitFailingBatch(t *testing.T) {
+	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
+	poison := now.Add(-time.Minute).UnixMilli()
+	srv := server.New(server.Config{
+		BatchMax: 16, BatchWait: 200 * time.Millisecond, Committers: 1,
+		Now: func() time.Time { return now },
+	}, failingStore{st, poison}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(srv.Close)
+	pub := httptest.NewServer(srv.PublicHandler())
+	t.Cleanup(pub.Close)
+	adm := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	ts := testServer{public: pub.URL, admin: adm.URL, store: st}
+
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "poisoned", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	var wg sync.WaitGroup
+	statuses := make(map[int64]int)
+	var mu sync.Mutex
+	for i := range 16 {
+		ts := poison - int64(i)*1000
+		body := signed(t, k, crypto.Reading{WhIn: 100 - int64(i), Timestamp: ts})
+		wg.Go(func() {
+			s := postJSON(t, pub.URL+"/reportReading", body).status
+			mu.Lock()
+			statuses[ts] = s
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	for ts, s := range statuses {
+		want := http.StatusCreated
+		if ts == poison {
+			want = http.StatusServiceUnavailable
+		}
+		if s != want {
+			t.Errorf("reading at %d: status %d, want %d", ts, s, want)
+		}
+	}
+	n, err := st.CountReadings(t.Context())
+	if err != nil || n != 15 {
+		t.Fatalf("stored %d (err %v), want 15", n, err)
+	}
+}
+
+func TestKeyCacheLearnsRegistration(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{UnknownKeyCacheTTL: time.Hour})
+	k := newKey(t, "ed25519")
+	body := signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()})
+	wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusForbidden, "unknown-key")
+	// The key is now remembered as unknown; registering it must end that at once.
+	if r := register(t, ts, "late", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	if r := postJSON(t, ts.public+"/reportReading", body); r.status != http.StatusCreated {
+		t.Fatalf("after registration: %d %s", r.status, r.rawBody)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "metered", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	body := signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()})
+	postJSON(t, ts.public+"/reportReading", body)
+	postJSON(t, ts.public+"/reportReading", body)
+	postJSON(t, ts.public+"/reportReading", signed(t, newKey(t, "ed25519"), body.Reading))
+	req, _ := http.NewRequest(http.MethodGet, ts.admin+"/metrics", nil)
+	r := do(t, req)
+	for _, line := range []string{
+		"smartmeters_readings_received_total 3",
+		"smartmeters_readings_stored_total 1",
+		"smartmeters_readings_duplicate_total 1",
+		`smartmeters_readings_rejected_total{reason="unknown-key"} 1`,
+		"smartmeters_commit_batch_size_count 2",
+		`smartmeters_verify_seconds_count{algorithm="ed25519"} 2`,
+		"smartmeters_key_cache_misses_total 1",
+		`smartmeters_http_request_seconds_count{code="201",route="/reportReading"} 1`,
+	} {
+		if !strings.Contains(r.rawBody, line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, ts.public+"/metrics", nil)
+	wantProblem(t, do(t, req), http.StatusNotFound, "not-found")
+}

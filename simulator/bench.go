@@ -1,0 +1,309 @@
+package simulator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"smartmeters/crypto"
+)
+
+// BenchConfig configures Bench.
+type BenchConfig struct {
+	PublicURL   string
+	AdminURL    string
+	Meters      int            // meters registered for the run
+	KeyType     crypto.KeyType // default ed25519
+	Batch       int            // readings per request; 1 uses /reportReading, more /reportReadings
+	Duration    time.Duration  // how long to drive the server; bounded by Total
+	Total       int            // readings pre-signed; 0 sizes them from Duration
+	Concurrency int            // requests in flight; default 64
+	Progress    io.Writer      // one line per phase; nil for none
+}
+
+// BenchResult is what one Bench run measured.
+type BenchResult struct {
+	Readings       int64         // readings sent
+	Stored         int64         // answered 201
+	Duplicates     int64         // answered 200 (a duplicate)
+	Errors         int64         // any other answer, or no answer
+	Requests       int64         // HTTP requests completed
+	Elapsed        time.Duration // time spent driving the server
+	P50, P99       time.Duration // request latency
+	VerifyOneCore  float64       // signatures this machine verifies per second on one core
+	VerifyAllCores float64       // the same on all cores
+}
+
+// ReadingsPerSecond is the rate of readings stored.
+func (r BenchResult) ReadingsPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Stored) / r.Elapsed.Seconds()
+}
+
+// Ratio is the stored rate over the machine's all-core verify ceiling.
+func (r BenchResult) Ratio() float64 {
+	if r.VerifyAllCores <= 0 {
+		return 0
+	}
+	return r.ReadingsPerSecond() / r.VerifyAllCores
+}
+
+// Line is the result as one machine-readable line.
+func (r BenchResult) Line() string {
+	return fmt.Sprintf("readings_per_s=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d verify_ceiling_per_s=%.0f ratio=%.2f",
+		r.ReadingsPerSecond(), ms(r.P50), ms(r.P99), r.Errors, r.VerifyAllCores, r.Ratio())
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// presignRate sizes a duration-bound run: more readings a second than the
+// server could store on this class of machine, so that the run ends by the
+// clock, not by running out.
+const presignRate = 40_000
+
+// Bench registers Meters fresh meters, signs their readings before the
+// clock starts (so that client signing is not what is measured), drives
+// the server as fast as Concurrency requests in flight allow until
+// Duration passes or the readings run out, then measures this machine's
+// signature verification ceiling for the key type.
+func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
+	if cfg.KeyType == "" {
+		cfg.KeyType = crypto.Ed25519
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Batch <= 0 || cfg.Meters <= 0 || (cfg.Duration <= 0 && cfg.Total <= 0) {
+		return BenchResult{}, errors.New("bench needs meters, a batch size and a duration or a total")
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	sim, err := New(Config{
+		PublicURL: cfg.PublicURL, AdminURL: cfg.AdminURL, Meters: cfg.Meters, Interval: time.Second,
+		KeyType: cfg.KeyType, Concurrency: cfg.Concurrency,
+	})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	start := time.Now()
+	ids, err := sim.generateAndRegister(ctx)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	fmt.Fprintf(progress, "registered %d %s meters in %s\n", len(ids), cfg.KeyType, time.Since(start).Round(time.Millisecond))
+
+	total := cfg.Total
+	if total <= 0 {
+		total = int(cfg.Duration.Seconds() * presignRate)
+	}
+	start = time.Now()
+	bodies, err := presign(ctx, ids, total, cfg.Batch, time.Now())
+	if err != nil {
+		return BenchResult{}, err
+	}
+	fmt.Fprintf(progress, "signed %d readings in %d requests in %s\n", total, len(bodies), time.Since(start).Round(time.Millisecond))
+
+	res := drive(ctx, sim.client.http, cfg, bodies, total)
+	fmt.Fprintf(progress, "sent %d readings in %s: %d stored, %d duplicates, %d errors\n",
+		res.Readings, res.Elapsed.Round(time.Millisecond), res.Stored, res.Duplicates, res.Errors)
+
+	res.VerifyOneCore, res.VerifyAllCores, err = VerifyCeiling(ids[0].Key, time.Second)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	return res, nil
+}
+
+// presign builds the request bodies: total readings, round robin over the
+// meters, each meter's registers rising a second apart and ending before
+// now, grouped batch to a body.
+func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Time) ([][]byte, error) {
+	pubs := make([]string, len(ids))
+	for i, id := range ids {
+		pubs[i] = id.Key.Public().Base64()
+	}
+	perMeter := (total + len(ids) - 1) / len(ids)
+	first := now.Add(-time.Duration(perMeter+1) * time.Second).UnixMilli()
+	bodies := make([][]byte, (total+batch-1)/batch)
+	workers := runtime.GOMAXPROCS(0)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				b := int(next.Add(1)) - 1
+				if b >= len(bodies) || ctx.Err() != nil {
+					return
+				}
+				lo, hi := b*batch, min((b+1)*batch, total)
+				buf := make([]byte, 0, (hi-lo)*256)
+				if batch > 1 {
+					buf = append(buf, '[')
+				}
+				for i := lo; i < hi; i++ {
+					m, seq := i%len(ids), int64(i/len(ids))
+					r := crypto.Reading{WhIn: 1000 + seq*7, WhOut: seq * 3, Timestamp: first + seq*1000}
+					sig, err := ids[m].Key.Sign(r)
+					if err != nil {
+						once.Do(func() { firstErr = err })
+						return
+					}
+					if i > lo {
+						buf = append(buf, ',')
+					}
+					buf = appendReport(buf, pubs[m], sig, r)
+				}
+				if batch > 1 {
+					buf = append(buf, ']')
+				}
+				bodies[b] = buf
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, fmt.Errorf("sign readings: %w", firstErr)
+	}
+	return bodies, ctx.Err()
+}
+
+// drive sends bodies with cfg.Concurrency requests in flight until they
+// run out or cfg.Duration passes.
+func drive(ctx context.Context, hc *http.Client, cfg BenchConfig, bodies [][]byte, total int) BenchResult {
+	url := strings.TrimRight(cfg.PublicURL, "/") + "/reportReading"
+	if cfg.Batch > 1 {
+		url += "s"
+	}
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	var (
+		res  BenchResult
+		lat  histogram
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	var sent, stored, dups, errs, reqs atomic.Int64
+	start := time.Now()
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(bodies) {
+					return
+				}
+				n := int64(min(cfg.Batch, total-i*cfg.Batch))
+				t0 := time.Now()
+				s, d, e := post(ctx, hc, url, bodies[i], cfg.Batch > 1, n)
+				if ctx.Err() != nil && e > 0 {
+					return // cut off by the clock: not an error of the server's
+				}
+				lat.record(time.Since(t0))
+				sent.Add(n)
+				stored.Add(s)
+				dups.Add(d)
+				errs.Add(e)
+				reqs.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	res.Elapsed = time.Since(start)
+	res.Readings, res.Stored, res.Duplicates, res.Errors, res.Requests = sent.Load(), stored.Load(), dups.Load(), errs.Load(), reqs.Load()
+	p := lat.percentiles()
+	res.P50 = time.Duration(p.P50 * float64(time.Millisecond))
+	res.P99 = time.Duration(p.P99 * float64(time.Millisecond))
+	return res
+}
+
+// post sends one body of n readings and counts what the server said.
+func post(ctx context.Context, hc *http.Client, url string, body []byte, batch bool, n int64) (stored, dups, errs int64) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, n
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, 0, n
+	}
+	defer resp.Body.Close()
+	if !batch {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			return 1, 0, 0
+		case http.StatusOK:
+			return 0, 1, 0
+		}
+		return 0, 0, 1
+	}
+	var out struct {
+		Results []struct {
+			Status int `json:"status"`
+		} `json:"results"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || int64(len(out.Results)) != n {
+		return 0, 0, n
+	}
+	for _, r := range out.Results {
+		switch r.Status {
+		case http.StatusCreated:
+			stored++
+		case http.StatusOK:
+			dups++
+		default:
+			errs++
+		}
+	}
+	return stored, dups, errs
+}
+
+// VerifyCeiling measures how many signatures of k's type this machine
+// verifies per second, on one core and on all of them, each for about d.
+func VerifyCeiling(k *crypto.PrivateKey, d time.Duration) (oneCore, allCores float64, err error) {
+	r := crypto.Reading{WhIn: 1, WhOut: 2, Timestamp: 3}
+	sig, err := k.Sign(r)
+	if err != nil {
+		return 0, 0, err
+	}
+	pub := k.Public()
+	run := func(workers int) float64 {
+		var n atomic.Int64
+		deadline := time.Now().Add(d)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					if i%16 == 0 && time.Now().After(deadline) {
+						return
+					}
+					if pub.Verify(r, sig) == nil {
+						n.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return float64(n.Load()) / time.Since(start).Seconds()
+	}
+	return run(1), run(runtime.GOMAXPROCS(0)), nil
+}
