@@ -26,8 +26,10 @@ func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "serve",
 		Usage: "run the service: the public reporting API and the admin API",
-		Description: "The public listener serves POST /reportReading, GET /healthz and GET /readyz.\n" +
-			"The admin listener serves POST /register to peers in --admin-allow only.",
+		Description: "The public listener serves POST /reportReading, POST /reportReadings, GET /healthz\n" +
+			"and GET /readyz. The admin listener, to peers in --admin-allow only, serves POST\n" +
+			"/register, the reporting API (/meters, /fleet, /events), the dashboard at /,\n" +
+			"/metrics (Prometheus) and /debug/pprof/.",
 		Flags: []cli.Flag{
 			databaseURLFlag,
 			&cli.StringFlag{Name: "listen", Value: ":8080", Usage: "public listener address", EnvVars: envVar("LISTEN")},

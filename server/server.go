@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // registers /debug/pprof/ on http.DefaultServeMux
 	"net/netip"
 	"time"
 
@@ -151,6 +152,8 @@ func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	s.admin.GET("/healthz", s.handleHealthz)
 	s.admin.GET("/readyz", s.handleReadyz)
 	s.admin.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})))
+	// Profiles for operators, on the allowlisted listener only.
+	s.admin.Any("/debug/pprof/*", echo.WrapHandler(http.DefaultServeMux))
 	s.routeReporting(s.admin)
 	return s
 }
