@@ -21,8 +21,9 @@ const (
 	fleetLookback = 30 * time.Minute
 )
 
-type fleetJSON struct {
-	GeneratedAt       time.Time        `json:"generatedAt"`
+// fleetFigures are the fleet's counts, shared by GET /fleet and the SSE
+// "fleet" event.
+type fleetFigures struct {
 	MetersRegistered  int64            `json:"metersRegistered"`
 	MetersReporting   int64            `json:"metersReporting"`
 	ReportingWindow   string           `json:"reportingWindow"`
@@ -30,7 +31,12 @@ type fleetJSON struct {
 	ReadingsStored    int64            `json:"readingsStored"`
 	Rejected          map[string]int64 `json:"rejected"`
 	RejectedTotal     int64            `json:"rejectedTotal"`
-	Energy            fleetEnergyJSON  `json:"energy"`
+}
+
+type fleetJSON struct {
+	GeneratedAt time.Time `json:"generatedAt"`
+	fleetFigures
+	Energy fleetEnergyJSON `json:"energy"`
 }
 
 type fleetEnergyJSON struct {
@@ -69,14 +75,14 @@ func (s *Server) handleFleet(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	out := fleetJSON{GeneratedAt: now, ReportingWindow: window.String()}
+	out := fleetJSON{GeneratedAt: now, fleetFigures: fleetFigures{ReportingWindow: window.String()}}
 	if out.MetersRegistered, err = s.store.CountMeters(ctx); err != nil {
 		return err
 	}
 	if out.MetersReporting, err = s.store.CountReportingMeters(ctx, now.Add(-window)); err != nil {
 		return err
 	}
-	s.live.fill(&out, now)
+	s.live.fill(&out.fleetFigures, now)
 	energy, err := s.fleetEnergy(ctx, from, to, b)
 	if err != nil {
 		return err
@@ -86,7 +92,7 @@ func (s *Server) handleFleet(c echo.Context) error {
 }
 
 // fill copies the live figures into f.
-func (l *liveStats) fill(f *fleetJSON, now time.Time) {
+func (l *liveStats) fill(f *fleetFigures, now time.Time) {
 	f.Rejected = map[string]int64{}
 	if l == nil {
 		return

@@ -23,14 +23,8 @@ const (
 
 // fleetEventJSON is the data of an SSE "fleet" event.
 type fleetEventJSON struct {
-	At                time.Time        `json:"at"`
-	MetersRegistered  int64            `json:"metersRegistered"`
-	MetersReporting   int64            `json:"metersReporting"`
-	ReportingWindow   string           `json:"reportingWindow"`
-	ReadingsPerSecond float64          `json:"readingsPerSecond"`
-	ReadingsStored    int64            `json:"readingsStored"`
-	Rejected          map[string]int64 `json:"rejected"`
-	RejectedTotal     int64            `json:"rejectedTotal"`
+	At time.Time `json:"at"`
+	fleetFigures
 	// SkippedReadings counts the readings this client was not sent since
 	// it connected, because they came faster than the per-client limit.
 	SkippedReadings int64 `json:"skippedReadings"`
@@ -100,20 +94,11 @@ func (s *Server) handleEvents(c echo.Context) error {
 
 func (s *Server) fleetEvent(ctx context.Context, sub *subscriber) fleetEventJSON {
 	now := s.cfg.Now().UTC()
-	var f fleetJSON
-	s.live.fill(&f, now)
-	registered, reporting := s.live.counts(ctx, s, now)
-	return fleetEventJSON{
-		At:                now,
-		MetersRegistered:  registered,
-		MetersReporting:   reporting,
-		ReportingWindow:   defaultReportingWindow.String(),
-		ReadingsPerSecond: f.ReadingsPerSecond,
-		ReadingsStored:    f.ReadingsStored,
-		Rejected:          f.Rejected,
-		RejectedTotal:     f.RejectedTotal,
-		SkippedReadings:   sub.skipped.Load(),
-	}
+	ev := fleetEventJSON{At: now, SkippedReadings: sub.skipped.Load()}
+	s.live.fill(&ev.fleetFigures, now)
+	ev.MetersRegistered, ev.MetersReporting = s.live.counts(ctx, s, now)
+	ev.ReportingWindow = defaultReportingWindow.String()
+	return ev
 }
 
 // fleetCounts caches the store's meter counts for the event stream.
