@@ -20,5 +20,8 @@ EXPOSE 8080 8081
 ENV SMARTMETERS_LISTEN=:8080 \
     SMARTMETERS_ADMIN_LISTEN=:8081 \
     SMARTMETERS_DATABASE_URL=sqlite:/var/lib/smartmeters/smartmeters.db
+# The image has no shell or curl: the binary probes its own /readyz.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD ["smartmeters", "healthcheck", "--url", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["smartmeters"]
 CMD ["serve"]

@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			demoCommand(),
 			benchCommand(),
 			verifyCommand(),
+			healthcheckCommand(),
 		},
 		// Errors are printed once, below, and never exit from inside cli.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -5,14 +5,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/pressly/goose/v3"
 	"github.com/urfave/cli/v2"
 
 	"smartmeters/db"
+	"smartmeters/store"
 )
 
 func migrateCommand() *cli.Command {
-	withMigrator := func(action func(c *cli.Context, p *goose.Provider) error) cli.ActionFunc {
+	withMigrator := func(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error) cli.ActionFunc {
 		return func(c *cli.Context) error {
 			if c.Args().Present() {
 				return usageError{fmt.Errorf("unexpected argument %q", c.Args().First())}
@@ -26,7 +28,7 @@ func migrateCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return action(c, p)
+			return action(c, p, conn)
 		}
 	}
 	return &cli.Command{
@@ -39,7 +41,7 @@ func migrateCommand() *cli.Command {
 			{
 				Name:  "up",
 				Usage: "apply every pending migration",
-				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 					res, err := p.Up(c.Context)
 					for _, r := range res {
 						fmt.Fprintf(c.App.Writer, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
@@ -52,13 +54,19 @@ func migrateCommand() *cli.Command {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "schema at version %d\n", v)
-					return nil
+					// On PostgreSQL, readings partitions for the months ahead.
+					now := time.Now()
+					created, err := store.New(conn).EnsurePartitions(c.Context, now, now.Add(defaultPartitionsAhead))
+					for _, part := range created {
+						fmt.Fprintf(c.App.Writer, "created partition %s\n", part.Name)
+					}
+					return err
 				}),
 			},
 			{
 				Name:  "down",
 				Usage: "roll back the most recent migration",
-				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 					r, err := p.Down(c.Context)
 					if err != nil {
 						return fmt.Errorf("migrate down: %w", err)
@@ -70,7 +78,7 @@ func migrateCommand() *cli.Command {
 			{
 				Name:  "status",
 				Usage: "list every migration and whether it is applied",
-				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 					st, err := p.Status(c.Context)
 					if err != nil {
 						return fmt.Errorf("migrate status: %w", err)
@@ -90,7 +98,7 @@ func migrateCommand() *cli.Command {
 			{
 				Name:  "version",
 				Usage: "print the schema version of the database and the one this binary needs",
-				Action: withMigrator(func(c *cli.Context, p *goose.Provider) error {
+				Action: withMigrator(func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 					current, target, err := p.GetVersions(c.Context)
 					if err != nil {
 						return fmt.Errorf("migrate version: %w", err)

@@ -30,7 +30,7 @@ func serveCommand() *cli.Command {
 			"and GET /readyz. The admin listener, to peers in --admin-allow only, serves POST\n" +
 			"/register, the reporting API (/meters, /fleet, /events), the dashboard at /,\n" +
 			"/metrics (Prometheus) and /debug/pprof/.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			databaseURLFlag,
 			&cli.StringFlag{Name: "listen", Value: ":8080", Usage: "public listener address", EnvVars: envVar("LISTEN")},
 			&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:8081", Usage: "admin listener address", EnvVars: envVar("ADMIN_LISTEN")},
@@ -48,7 +48,7 @@ func serveCommand() *cli.Command {
 			&cli.DurationFlag{Name: "batch-wait", Value: 2 * time.Millisecond, Usage: "group commit: longest wait for a batch to fill (0 commits what is queued at once)", EnvVars: envVar("BATCH_WAIT")},
 			&cli.IntFlag{Name: "key-cache-size", Value: 100_000, Usage: "registered keys kept parsed in memory (about 1 KB each for RSA-2048)", EnvVars: envVar("KEY_CACHE_SIZE")},
 			&cli.IntFlag{Name: "max-batch", Value: 1000, Usage: "most readings accepted in one POST /reportReadings", EnvVars: envVar("MAX_BATCH")},
-		},
+		}, append(hardeningFlags(), fleetFlags()...)...),
 		Action: serveAction,
 	}
 }
@@ -91,6 +91,12 @@ func serveAction(c *cli.Context) error {
 		KeyCacheSize: c.Int("key-cache-size"),
 		MaxBatch:     c.Int("max-batch"),
 	}
+	if err := applyHardeningFlags(c, &cfg); err != nil {
+		return err
+	}
+	if err := applyFleetFlags(c, &cfg); err != nil {
+		return err
+	}
 
 	ctx := c.Context
 	url := c.String("database-url")
@@ -122,6 +128,11 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	cfg.Committers = committers(driver)
+	stopFleet, err := startFleet(&cfg, driver, url, conn, logger)
+	if err != nil {
+		return err
+	}
+	defer stopFleet()
 	logger.Info("store open", "driver", driver)
 	return server.New(cfg, store.New(conn), logger).Run(ctx)
 }

@@ -36,6 +36,7 @@ func simulateCommand() *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "server", Value: "http://localhost:8080", Usage: "base URL of the public listener", EnvVars: envVar("SERVER")},
 			&cli.StringFlag{Name: "admin", Value: "http://127.0.0.1:8081", Usage: "base URL of the admin listener", EnvVars: envVar("ADMIN")},
+			&cli.StringFlag{Name: "accepted-log", TakesFile: true, Usage: "write one line per accepted genuine reading to this file: username,timestamp,whIn,whOut", EnvVars: envVar("ACCEPTED_LOG")},
 		}, simulatorFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
@@ -46,6 +47,14 @@ func simulateCommand() *cli.Command {
 				return err
 			}
 			cfg.PublicURL, cfg.AdminURL = c.String("server"), c.String("admin")
+			if path := c.String("accepted-log"); path != "" {
+				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+				if err != nil {
+					return fmt.Errorf("--accepted-log: %w", err)
+				}
+				defer f.Close()
+				cfg.AcceptedLog = f
+			}
 			for _, f := range []string{"server", "admin"} {
 				if err := simulator.ValidBaseURL(c.String(f)); err != nil {
 					return usageError{fmt.Errorf("--%s %q: %v", f, c.String(f), err)}

@@ -13,6 +13,10 @@ import (
 // errClosed is returned by committer.submit once the server is closing.
 var errClosed = errors.New("server is shutting down")
 
+// errCommitTimeout is returned by committer.submit when a commit takes
+// longer than it may.
+var errCommitTimeout = errors.New("the store did not answer in time")
+
 // pending is the verified readings of one request, waiting for the batch
 // they are part of to commit. A request's readings always share a batch, so
 // that the store resolves them in order.
@@ -30,9 +34,16 @@ type commitResult struct {
 // worker takes what is queued, waits at most batchWait for more, up to
 // batchMax readings, and commits them as one statement. Every reading is
 // answered with its own outcome only after its batch has committed.
+//
+// Each worker owns the meters whose id is its index modulo the number of
+// workers, and a request's readings are split among the workers by meter.
+// The store locks a batch's meters for the length of its transaction (to
+// keep registers cumulative), so two workers sharing meters would wait on
+// each other; owning disjoint meters, they never do. The readings of one
+// meter still go to one worker, in the request's order.
 type committer struct {
 	store     Store
-	in        chan *pending
+	shards    []chan *pending // one queue per worker
 	quit      chan struct{}
 	batchMax  int
 	batchWait time.Duration
@@ -45,7 +56,7 @@ type committer struct {
 func newCommitter(st Store, workers, batchMax int, batchWait, timeout time.Duration, m *metrics, logger *slog.Logger) *committer {
 	c := &committer{
 		store:     st,
-		in:        make(chan *pending, 4*batchMax),
+		shards:    make([]chan *pending, workers),
 		quit:      make(chan struct{}),
 		batchMax:  batchMax,
 		batchWait: batchWait,
@@ -54,29 +65,103 @@ func newCommitter(st Store, workers, batchMax int, batchWait, timeout time.Durat
 		logger:    logger,
 	}
 	c.wg.Add(workers)
-	for range workers {
-		go c.work()
+	for i := range c.shards {
+		c.shards[i] = make(chan *pending, 4*batchMax)
+		go c.work(c.shards[i])
 	}
 	return c
 }
 
 // submit queues rs for commit and waits for their results, in order. It
-// returns early with ctx's error if ctx ends first; readings already queued
-// may still be committed, which a client's resend will learn as a duplicate.
+// returns early with ctx's error if ctx ends first, and with
+// errCommitTimeout if the results take longer than the commit timeout and
+// a second (a store that neither answers nor fails); readings already
+// queued may still be committed, which a client's resend will learn as a
+// duplicate.
 func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitResult, error) {
-	p := &pending{readings: rs, done: make(chan []commitResult, 1)}
-	select {
-	case c.in <- p:
-	case <-c.quit:
-		return nil, errClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	limit := time.NewTimer(c.timeout + time.Second)
+	defer limit.Stop()
+	n := int64(len(c.shards))
+	first := c.shardOf(rs[0].MeterID)
+	split := false
+	for _, r := range rs[1:] {
+		if c.shardOf(r.MeterID) != first {
+			split = true
+			break
+		}
 	}
+	if !split { // every single report, and most batches of one meter
+		p := &pending{readings: rs, done: make(chan []commitResult, 1)}
+		if err := c.enqueue(ctx, limit, first, p); err != nil {
+			return nil, err
+		}
+		return c.await(ctx, limit, p)
+	}
+	// Split by owning worker, keeping each meter's readings in order, and
+	// put the results back in the request's order.
+	idx := make([][]int, n)
+	for i, r := range rs {
+		sh := c.shardOf(r.MeterID)
+		idx[sh] = append(idx[sh], i)
+	}
+	parts := make([]*pending, n)
+	for sh, is := range idx {
+		if len(is) == 0 {
+			continue
+		}
+		part := make([]store.Reading, len(is))
+		for j, i := range is {
+			part[j] = rs[i]
+		}
+		parts[sh] = &pending{readings: part, done: make(chan []commitResult, 1)}
+		if err := c.enqueue(ctx, limit, sh, parts[sh]); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]commitResult, len(rs))
+	for sh, p := range parts {
+		if p == nil {
+			continue
+		}
+		res, err := c.await(ctx, limit, p)
+		if err != nil {
+			return nil, err
+		}
+		for j, i := range idx[sh] {
+			out[i] = res[j]
+		}
+	}
+	return out, nil
+}
+
+// shardOf returns the index of the worker that owns meter id.
+func (c *committer) shardOf(id int64) int {
+	return int(uint64(id) % uint64(len(c.shards)))
+}
+
+// enqueue queues p on worker sh.
+func (c *committer) enqueue(ctx context.Context, limit *time.Timer, sh int, p *pending) error {
+	select {
+	case c.shards[sh] <- p:
+		return nil
+	case <-c.quit:
+		return errClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-limit.C:
+		return errCommitTimeout
+	}
+}
+
+// await waits for p's results.
+func (c *committer) await(ctx context.Context, limit *time.Timer, p *pending) ([]commitResult, error) {
 	select {
 	case out := <-p.done:
 		return out, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-limit.C:
+		return nil, errCommitTimeout
 	}
 }
 
@@ -87,7 +172,7 @@ func (c *committer) close() {
 	c.wg.Wait()
 }
 
-func (c *committer) work() {
+func (c *committer) work(in chan *pending) {
 	defer c.wg.Done()
 	var (
 		batch []*pending
@@ -100,22 +185,22 @@ func (c *committer) work() {
 		first := next
 		if first == nil {
 			select {
-			case first = <-c.in:
+			case first = <-in:
 			case <-c.quit:
-				c.drain(rows)
+				c.drain(in, rows)
 				return
 			}
 		}
-		batch, next = c.collect(append(batch[:0], first), timer)
+		batch, next = c.collect(in, append(batch[:0], first), timer)
 		c.commit(batch, rows)
 	}
 }
 
 // drain commits whatever is still queued, one request at a time.
-func (c *committer) drain(rows []store.Reading) {
+func (c *committer) drain(in chan *pending, rows []store.Reading) {
 	for {
 		select {
-		case p := <-c.in:
+		case p := <-in:
 			c.commit([]*pending{p}, rows)
 		default:
 			return
@@ -128,7 +213,7 @@ func (c *committer) drain(rows []store.Reading) {
 // readings. It returns the first request that did not fit, if any, to
 // start the next batch; a request larger than batchMax is a batch of its
 // own.
-func (c *committer) collect(batch []*pending, timer *time.Timer) (_ []*pending, next *pending) {
+func (c *committer) collect(in chan *pending, batch []*pending, timer *time.Timer) (_ []*pending, next *pending) {
 	n := 0
 	for _, p := range batch {
 		n += len(p.readings)
@@ -145,7 +230,7 @@ func (c *committer) collect(batch []*pending, timer *time.Timer) (_ []*pending, 
 	defer timer.Stop()
 	for n < c.batchMax {
 		select {
-		case p := <-c.in:
+		case p := <-in:
 			if !add(p) {
 				return batch, next
 			}
@@ -160,7 +245,7 @@ func (c *committer) collect(batch []*pending, timer *time.Timer) (_ []*pending, 
 			waiting = timer.C
 		}
 		select {
-		case p := <-c.in:
+		case p := <-in:
 			if !add(p) {
 				return batch, next
 			}

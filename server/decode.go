@@ -32,8 +32,8 @@ func decodeJSON(c echo.Context, limit int64, v any) error {
 	return unmarshalStrict(body, v)
 }
 
-// unmarshalStrict is json.Unmarshal without leniency: unknown fields and
-// anything after the value are errors.
+// unmarshalStrict is json.Unmarshal without leniency: unknown fields,
+// anything after the value and a key repeated in one object are errors.
 func unmarshalStrict(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return problem(kindMalformedRequest, "the body is empty; send a JSON object")
@@ -45,6 +45,9 @@ func unmarshalStrict(body []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return problem(kindMalformedRequest, "unexpected data after the JSON value")
+	}
+	if key, dup := duplicateKey(body); dup {
+		return problem(kindMalformedRequest, "key %q appears twice in one object", key)
 	}
 	return nil
 }

@@ -14,9 +14,11 @@ import (
 )
 
 // ExportColumns are the columns of GET /meters/{id}/export.csv, in order.
-// Each row carries the meter's public key, so that every row can be
-// verified on its own: the signature is over timestamp, wh_in and wh_out
-// exactly as written (timestamp in Unix milliseconds).
+// Each row carries the public key that verified it (after a key
+// replacement, a meter's older readings carry its older key) and that key's
+// algorithm, so that every row can be verified on its own: the signature is
+// over timestamp, wh_in and wh_out exactly as written (timestamp in Unix
+// milliseconds).
 var ExportColumns = []string{
 	"meter_id", "username", "algorithm", "base64_public_key",
 	"timestamp", "wh_in", "wh_out", "base64_signature", "received_at",
@@ -36,6 +38,10 @@ func (s *Server) handleExport(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	keys, err := s.meterKeyTimeline(c.Request().Context(), ms)
+	if err != nil {
+		return err
+	}
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
 	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="meter-%d.csv"`, id))
@@ -46,12 +52,13 @@ func (s *Server) handleExport(c echo.Context) error {
 	if err := w.Write(ExportColumns); err != nil {
 		return err
 	}
-	meter := []string{strconv.FormatInt(id, 10), ms.Username, ms.Algorithm, base64.StdEncoding.EncodeToString(ms.PublicKey)}
+	meter := []string{strconv.FormatInt(id, 10), ms.Username}
 	row := make([]string, 0, len(ExportColumns))
 	n := 0
 	err = s.store.EachReading(c.Request().Context(), id, func(r store.Reading) error {
+		k := keys.keyFor(r)
 		row = append(row[:0], meter...)
-		row = append(row,
+		row = append(row, k.algorithm, k.base64,
 			strconv.FormatInt(r.Timestamp, 10),
 			strconv.FormatInt(r.WhIn, 10),
 			strconv.FormatInt(r.WhOut, 10),

@@ -108,7 +108,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 						t.Fatal(r.rawBody)
 					}
 					for i := range each {
-						bodies = append(bodies, signed(t, k, crypto.Reading{WhIn: int64(i), Timestamp: now.Add(-time.Duration(i) * time.Second).UnixMilli()}))
+						bodies = append(bodies, signed(t, k, crypto.Reading{WhIn: int64(each - i), Timestamp: now.Add(-time.Duration(i) * time.Second).UnixMilli()}))
 					}
 				}
 				for _, want := range []int{http.StatusCreated, http.StatusOK} {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 )
@@ -29,11 +30,13 @@ var (
 	kindInvalidKey       = kind{"invalid-key", "Public key is malformed or not accepted", http.StatusBadRequest}
 	kindInvalidSignature = kind{"invalid-signature", "Signature does not verify", http.StatusBadRequest}
 	kindUnknownKey       = kind{"unknown-key", "Public key is not registered", http.StatusForbidden}
+	kindKeyRevoked       = kind{"key-revoked", "Public key has been revoked", http.StatusForbidden}
 	kindAdminForbidden   = kind{"admin-forbidden", "Address not allowed on the admin listener", http.StatusForbidden}
 	kindNotFound         = kind{"not-found", "No such resource", http.StatusNotFound}
 	kindMethodNotAllowed = kind{"method-not-allowed", "Method not allowed", http.StatusMethodNotAllowed}
 	kindUsernameTaken    = kind{"username-taken", "Username is already registered", http.StatusConflict}
 	kindKeyTaken         = kind{"key-taken", "Public key is already registered", http.StatusConflict}
+	kindAlreadyRevoked   = kind{"already-revoked", "The meter's key is already revoked", http.StatusConflict}
 	kindReadingConflict  = kind{"reading-conflict", "A different reading is stored for this meter and timestamp", http.StatusConflict}
 	kindBodyTooLarge     = kind{"body-too-large", "Request body is too large", http.StatusRequestEntityTooLarge}
 	kindBatchTooLarge    = kind{"batch-too-large", "Too many readings in one request", http.StatusRequestEntityTooLarge}
@@ -41,6 +44,13 @@ var (
 	kindTimestampFuture  = kind{"timestamp-in-future", "Reading timestamp is ahead of the server clock", http.StatusUnprocessableEntity}
 	kindUnavailable      = kind{"unavailable", "Service temporarily unavailable", http.StatusServiceUnavailable}
 	kindInternal         = kind{"internal", "Internal error", http.StatusInternalServerError}
+)
+
+// The causes that guard the store's integrity and the server's capacity.
+var (
+	kindRegisterDecreased = kind{"register-decreased", "Reading would make a cumulative register decrease", http.StatusUnprocessableEntity}
+	kindRateLimited       = kind{"rate-limited", "Too many requests; slow down", http.StatusTooManyRequests}
+	kindOverloaded        = kind{"overloaded", "Too many requests in progress; retry", http.StatusServiceUnavailable}
 )
 
 // Problem is an RFC 9457 problem detail. Handlers return it as an error; the
@@ -54,6 +64,9 @@ type Problem struct {
 	// meterID names the meter a rejected reading came from, when its key
 	// was registered; 0 otherwise. It is not sent.
 	meterID int64
+	// retryAfter, when positive, is sent as the Retry-After header of a
+	// 429 or 503 (rounded up to seconds); otherwise 1 s is.
+	retryAfter time.Duration
 }
 
 // forMeter marks p as a rejection of a reading of meter id.
@@ -100,7 +113,7 @@ func errorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 		}
 		if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests {
 			if c.Response().Header().Get("Retry-After") == "" {
-				c.Response().Header().Set("Retry-After", "1")
+				c.Response().Header().Set("Retry-After", retryAfterValue(p.retryAfter))
 			}
 		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")

@@ -94,6 +94,9 @@ func (s *Server) verify(sr signedReading, mk meterKey) (store.Reading, error) {
 		return store.Reading{}, problem(kindTimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
 			sr.reading.Timestamp, ahead.Round(time.Millisecond), s.cfg.MaxClockSkew).forMeter(mk.meterID)
 	}
+	if err := s.allowReading(mk.meterID); err != nil {
+		return store.Reading{}, err
+	}
 	return store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}, nil
 }
 
@@ -133,11 +136,14 @@ func (r *reportRequest) decode() (signedReading, error) {
 }
 
 // lookupKey returns the meter key registered under fp, or the unknown-key
-// problem.
+// or key-revoked problem.
 func (s *Server) lookupKey(ctx context.Context, fp crypto.Fingerprint) (meterKey, error) {
 	mk, err := s.keys.lookup(ctx, fp)
 	if errors.Is(err, errUnknownKey) {
 		return meterKey{}, problem(kindUnknownKey, "no meter is registered with this public key (fingerprint %s)", fp)
+	}
+	if errors.Is(err, errRevokedKey) {
+		return meterKey{}, problem(kindKeyRevoked, "this public key (fingerprint %s) has been revoked", fp)
 	}
 	if err != nil {
 		return meterKey{}, s.storeFailure(err)
@@ -158,6 +164,9 @@ func (s *Server) outcome(row store.Reading, o store.Outcome) (int, reportRespons
 		return http.StatusOK, reportResponse{Status: "duplicate", MeterID: row.MeterID, Timestamp: row.Timestamp}, nil
 	case store.Conflict:
 		return 0, reportResponse{}, problem(kindReadingConflict, "meter %d already has a different reading at timestamp %d", row.MeterID, row.Timestamp).forMeter(row.MeterID)
+	case store.Decreased:
+		return 0, reportResponse{}, problem(kindRegisterDecreased, "whIn %d or whOut %d at timestamp %d is below meter %d's reading before it in time or above its reading after it; registers are cumulative",
+			row.WhIn, row.WhOut, row.Timestamp, row.MeterID).forMeter(row.MeterID)
 	}
 	return 0, reportResponse{}, errors.New("unexpected store outcome " + o.String())
 }

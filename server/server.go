@@ -28,6 +28,7 @@ type Store interface {
 	InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error)
 	Ping(ctx context.Context) error
 	ReportingStore
+	FleetStore
 }
 
 var _ Store = (*store.Store)(nil)
@@ -58,6 +59,47 @@ type Config struct {
 	// its context is done; default 30s.
 	ShutdownTimeout time.Duration
 	Now             func() time.Time // the clock; default time.Now
+
+	// Hardening (limits.go, tls.go): how long a client may take, how much
+	// it may send, and TLS. A zero duration means its default.
+	ReadHeaderTimeout time.Duration // to read a request's headers; default 5s
+	ReadTimeout       time.Duration // to read a whole request; default 30s
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer; default 30s
+	IdleTimeout       time.Duration // a keep-alive connection's wait for its next request; default 2m
+	// RatePerKey limits the readings a second each meter may have stored
+	// (a token bucket of RateBurstPerKey, default ten seconds' worth);
+	// RatePerAddress limits the public requests a second of each client
+	// address (burst RateBurstPerAddress, likewise). 0 means no limit.
+	RatePerKey          float64
+	RateBurstPerKey     int
+	RatePerAddress      float64
+	RateBurstPerAddress int
+	// MaxConcurrentRequests caps the public requests in progress; beyond it
+	// a request is answered 503 at once. Default 1024; negative means no cap.
+	MaxConcurrentRequests int
+	// KeyLookupTimeout bounds the store lookup of a key the cache does not
+	// hold; default 2s.
+	KeyLookupTimeout time.Duration
+	// TLSCert and TLSKey name PEM files; set, both listeners serve TLS.
+	// AdminClientCA names a PEM file of CAs; set, the admin listener
+	// demands a client certificate one of them signed.
+	TLSCert, TLSKey, AdminClientCA string
+
+	// Fleet (notify.go, partitions.go, readyz.go): several servers on one
+	// store, readings partitions and retention, readiness.
+	//
+	// KeyChanges delivers the key changes of the other servers on the
+	// store; nil means this server is alone on it (SQLite).
+	KeyChanges             KeyChangeListener
+	KeyResyncInterval      time.Duration // how often recent key events are re-read, and the listener pinged; default 30s
+	PartitionsAhead        time.Duration // readings partitions are created this far ahead of now; default 62 days
+	PartitionCheckInterval time.Duration // how often partitions are created and expired; default 1h
+	Retention              time.Duration // readings older than this are dropped, by whole partitions; 0 keeps them all
+	// SchemaCheck, when set, tells /readyz whether the store's schema is
+	// what this binary needs (db.CheckSchema); its answer is cached for
+	// SchemaCheckTTL (default 5s).
+	SchemaCheck    func(context.Context) error
+	SchemaCheckTTL time.Duration
 }
 
 // DefaultAdminAllow is the admin allowlist when none is configured: loopback
@@ -117,7 +159,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	return c
+	return c.withHardeningDefaults().withFleetDefaults()
 }
 
 // Server serves the public and the admin API over one store.
@@ -132,15 +174,19 @@ type Server struct {
 	metrics *metrics
 	keys    *keyCache
 	commits *committer
+	limits  *limits
+	schema  schemaState
 }
 
 // New returns a Server with cfg's defaults filled in.
 func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	s := &Server{cfg: cfg.withDefaults(), store: st, logger: logger}
 	s.metrics = newMetrics()
-	s.keys = newKeyCache(s.cfg.KeyCacheSize, s.cfg.UnknownKeyCacheTTL, st, s.cfg.MinRSABits, s.metrics)
+	s.keys = newKeyCache(s.cfg.KeyCacheSize, s.cfg.UnknownKeyCacheTTL, boundedLookups{st, s.cfg.KeyLookupTimeout}, s.cfg.MinRSABits, s.metrics)
 	s.commits = newCommitter(st, s.cfg.Committers, s.cfg.BatchMax, s.cfg.BatchWait, s.cfg.CommitTimeout, s.metrics, logger)
+	s.limits = newLimits(s.cfg)
 	s.public = s.newEcho()
+	s.public.Use(s.limitPublic)
 	s.public.POST("/reportReading", s.handleReportReading)
 	s.public.POST("/reportReadings", s.handleReportReadings)
 	s.public.GET("/healthz", s.handleHealthz)
@@ -155,6 +201,7 @@ func New(cfg Config, st Store, logger *slog.Logger) *Server {
 	// Profiles for operators, on the allowlisted listener only.
 	s.admin.Any("/debug/pprof/*", echo.WrapHandler(http.DefaultServeMux))
 	s.routeReporting(s.admin)
+	s.routeLifecycle(s.admin)
 	return s
 }
 
@@ -200,8 +247,15 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve is Run on listeners the caller opened. It closes the Server when
 // it returns.
 func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
+	pubTLS, admTLS, err := s.cfg.tlsConfigs()
+	if err != nil {
+		public.Close()
+		admin.Close()
+		s.Close()
+		return err
+	}
 	servers := []*http.Server{s.httpServer(s.public), s.httpServer(s.admin)}
-	listeners := []net.Listener{public, admin}
+	listeners := []net.Listener{withTLS(public, pubTLS), withTLS(admin, admTLS)}
 	errc := make(chan error, len(servers))
 	for i, hs := range servers {
 		go func() {
@@ -213,6 +267,8 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 		}()
 	}
 	s.logger.Info("serving", "public", public.Addr().String(), "admin", admin.Addr().String())
+	stopBackground := s.startBackground(ctx)
+	defer stopBackground()
 
 	var runErr error
 	select {
@@ -233,10 +289,10 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 }
@@ -245,14 +301,19 @@ func (s *Server) handleHealthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 when the store answers, 503 otherwise, so that
-// an orchestrator can hold traffic back from an instance that cannot store.
+// handleReadyz answers 200 when the store answers and its schema is current,
+// 503 otherwise, so that an orchestrator can hold traffic back from an
+// instance that cannot store.
 func (s *Server) handleReadyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(ctx); err != nil {
 		s.logger.Warn("not ready", "err", err)
 		return problem(kindUnavailable, "the store does not answer")
+	}
+	if err := s.checkSchema(ctx); err != nil {
+		s.logger.Warn("not ready", "err", err)
+		return problem(kindUnavailable, "the database schema is not what this binary needs; run smartmeters migrate up")
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

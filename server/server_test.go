@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -210,6 +211,8 @@ func TestRegisterBadInput(t *testing.T) {
 	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
 	key := newKey(t, "ed25519").Public().Base64()
 	rsa1024 := rsaKeyBase64(t, 1024)
+	bk := badKeys(t)
+	reg := func(k string) string { return `{"username":"a","base64PublicKey":"` + k + `"}` }
 	tests := []struct {
 		name, contentType, body string
 		status                  int
@@ -231,10 +234,29 @@ func TestRegisterBadInput(t *testing.T) {
 		{"WrongContentType", "text/plain", `{"username":"a","base64PublicKey":"` + key + `"}`, 415, "unsupported-media-type"},
 		{"NoContentType", "", `{"username":"a","base64PublicKey":"` + key + `"}`, 415, "unsupported-media-type"},
 		{"HugeBody", "application/json", `{"username":"` + strings.Repeat("a", 100<<10) + `"}`, 413, "body-too-large"},
+		{"NullUsername", "application/json", `{"username":null,"base64PublicKey":"` + key + `"}`, 400, "invalid-field"},
+		{"NullKey", "application/json", `{"username":"a","base64PublicKey":null}`, 400, "invalid-field"},
+		{"UsernameNumber", "application/json", `{"username":5,"base64PublicKey":"` + key + `"}`, 400, "malformed-request"},
+		{"KeyObject", "application/json", `{"username":"a","base64PublicKey":{}}`, 400, "malformed-request"},
+		{"DuplicateUsername", "application/json", `{"username":"a","base64PublicKey":"` + key + `","username":"b"}`, 400, "malformed-request"},
+		{"DuplicateKeyOtherCase", "application/json", `{"username":"a","base64PublicKey":"` + key + `","BASE64PUBLICKEY":"` + key + `"}`, 400, "malformed-request"},
+		{"TruncatedDER", "application/json", reg(bk.truncated), 400, "invalid-key"},
+		{"TrailingGarbageDER", "application/json", reg(bk.trailing), 400, "invalid-key"},
+		{"ECDSAOffCurve", "application/json", reg(bk.offCurve), 400, "invalid-key"},
+		{"ECDSAUnsupportedCurve", "application/json", reg(bk.p521), 400, "invalid-key"},
+		{"RSATinyExponent", "application/json", reg(bk.rsaE3), 400, "invalid-key"},
+		{"RSAEvenExponent", "application/json", reg(bk.rsaEven), 400, "invalid-key"},
+		{"Ed25519ShortKey", "application/json", reg(bk.ed25519Short), 400, "invalid-key"},
+		{"UnsupportedAlgorithm", "application/json", reg(bk.x25519), 400, "invalid-key"},
+		{"KeyWithWhitespace", "application/json", reg("MCowBQYDK2Vw AyEArVYZ1T/lVNOuvB2gTOjg/mWJhZxZzIEDK2/jTPInjVM="), 400, "invalid-key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := rowCounts(t, ts.store)
 			wantProblem(t, post(t, ts.admin+"/register", tt.contentType, tt.body), tt.status, tt.slug)
+			if after := rowCounts(t, ts.store); after != before {
+				t.Fatalf("rows (meters, readings) went from %v to %v", before, after)
+			}
 		})
 	}
 }
@@ -301,7 +323,7 @@ func TestReportReading(t *testing.T) {
 				wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusUnprocessableEntity, "timestamp-in-future")
 			})
 			t.Run("WithinClockSkew", func(t *testing.T) {
-				body := signed(t, testKeys(t)["ed25519"], crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: now.Add(4 * time.Minute).UnixMilli()})
+				body := signed(t, testKeys(t)["ed25519"], crypto.Reading{WhIn: 2_000_000, WhOut: 9000, Timestamp: now.Add(4 * time.Minute).UnixMilli()})
 				if r := postJSON(t, ts.public+"/reportReading", body); r.status != http.StatusCreated {
 					t.Fatalf("4 minutes ahead: %d %s", r.status, r.rawBody)
 				}
@@ -334,6 +356,9 @@ func TestReportReadingBadInput(t *testing.T) {
 	}
 	good := signed(t, k, crypto.Reading{WhIn: 5, WhOut: 6, Timestamp: now.UnixMilli()})
 	pk, sig := good.Base64PublicKey, good.Base64Signature
+	ts0 := strconv.FormatInt(now.UnixMilli(), 10)
+	otherSig := signed(t, testKeys(t)["ecdsa-p256"], good.Reading).Base64Signature
+	bk := badKeys(t)
 	obj := func(reading string) string {
 		return `{"base64PublicKey":"` + pk + `","base64Signature":"` + sig + `","reading":` + reading + `}`
 	}
@@ -361,10 +386,46 @@ func TestReportReadingBadInput(t *testing.T) {
 		{"Empty", "application/json", "", 400, "malformed-request"},
 		{"WrongContentType", "application/x-www-form-urlencoded", obj(`{"whIn":5,"whOut":6,"timestamp":1}`), 415, "unsupported-media-type"},
 		{"HugeBody", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + strings.Repeat(" ", 100<<10), 413, "body-too-large"},
+		// Fields of the wrong type, in every place.
+		{"WhInBool", "application/json", obj(`{"whIn":true,"whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"WhInExponent", "application/json", obj(`{"whIn":5e3,"whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"TimestampOverflow", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":99999999999999999999}`), 400, "malformed-request"},
+		{"NegativeOverflow", "application/json", obj(`{"whIn":-9223372036854775809,"whOut":6,"timestamp":1}`), 400, "malformed-request"},
+		{"NegativeWhOut", "application/json", obj(`{"whIn":5,"whOut":-1,"timestamp":1}`), 400, "invalid-field"},
+		{"ReadingArray", "application/json", obj(`[5,6,1]`), 400, "malformed-request"},
+		{"ReadingString", "application/json", obj(`"5,6,1"`), 400, "malformed-request"},
+		{"KeyNumber", "application/json", `{"base64PublicKey":5,"base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "malformed-request"},
+		{"NullKey", "application/json", `{"base64PublicKey":null,"base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
+		{"NullSignature", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":null,"reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
+		{"BodyArray", "application/json", `[` + obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + `]`, 400, "malformed-request"},
+		{"BodyNull", "application/json", `null`, 400, "invalid-field"},
+		// encoding/json keeps the last of two values; a report must not
+		// have two readings of one field, so any repeat is refused.
+		{"DuplicateWhIn", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1,"whIn":7}`), 400, "malformed-request"},
+		{"DuplicateWhInOtherCase", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1,"WHIN":5}`), 400, "malformed-request"},
+		{"DuplicateReading", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`)[:len(obj(`{"whIn":5,"whOut":6,"timestamp":1}`))-1] + `,"reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "malformed-request"},
+		{"DuplicateSignatureEscaped", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"` + sig + `","base64\u0053ignature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "malformed-request"},
+		{"TrailingObject", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + `{}`, 400, "malformed-request"},
+		{"Whitespace", "application/json", " \n\t ", 400, "malformed-request"},
+		{"TruncatedJSON", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1}`)[:40], 400, "malformed-request"},
+		{"ContentTypeText", "text/plain", obj(`{"whIn":5,"whOut":6,"timestamp":1}`), 415, "unsupported-media-type"},
+		// Keys and signatures that decode but do not belong together. The
+		// report path knows keys only by fingerprint, so a key that is not
+		// exactly a registered one is unknown, whatever is wrong with it.
+		{"TruncatedDERKey", "application/json", `{"base64PublicKey":"` + bk.truncated + `","base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 403, "unknown-key"},
+		{"TrailingGarbageDERKey", "application/json", `{"base64PublicKey":"` + trailingGarbage(t, pk) + `","base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 403, "unknown-key"},
+		{"SignatureTooShort", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"` + resized(t, sig, 63) + `","reading":{"whIn":5,"whOut":6,"timestamp":` + ts0 + `}}`, 400, "invalid-signature"},
+		{"SignatureTooLong", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"` + resized(t, sig, 65) + `","reading":{"whIn":5,"whOut":6,"timestamp":` + ts0 + `}}`, 400, "invalid-signature"},
+		{"SignatureEmptyDecoded", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"=","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-signature"},
+		{"SignatureOfOtherAlgorithm", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":"` + otherSig + `","reading":{"whIn":5,"whOut":6,"timestamp":` + ts0 + `}}`, 400, "invalid-signature"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			before := rowCounts(t, ts.store)
 			wantProblem(t, post(t, ts.public+"/reportReading", tt.contentType, tt.body), tt.status, tt.slug)
+			if after := rowCounts(t, ts.store); after != before {
+				t.Fatalf("rows (meters, readings) went from %v to %v", before, after)
+			}
 		})
 	}
 	n, err := ts.store.CountReadings(t.Context())

@@ -67,6 +67,10 @@ type Config struct {
 	// Location is the local time of the load and solar profiles; default
 	// time.Local.
 	Location *time.Location
+	// AcceptedLog, when not nil, receives one line per genuine reading the
+	// server accepted (see acceptedlog.go), so that a test can compare
+	// what was acknowledged with what is stored.
+	AcceptedLog io.Writer
 }
 
 func (c Config) withDefaults() Config {

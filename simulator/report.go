@@ -64,6 +64,7 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 	}
 	if j.kind == genuine && (res.outcome == outcomeStored || res.outcome == outcomeDuplicate) {
 		j.m.setAccepted(j.reading)
+		s.logAccepted(j.m.username, j.reading)
 	}
 	s.st.record(j.kind, res)
 }

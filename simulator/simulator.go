@@ -25,6 +25,8 @@ type Simulator struct {
 	roguePub string
 
 	ownTransport bool // whether Run closes the transport's connections when done
+
+	acceptedMu sync.Mutex // serialises writes to cfg.AcceptedLog
 }
 
 // New returns a Simulator for cfg, or an error naming the first field of

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"smartmeters/crypto"
 )
 
@@ -20,40 +22,64 @@ type Meter struct {
 	Fingerprint  crypto.Fingerprint
 	Algorithm    string
 	RegisteredAt time.Time
+	// RevokedAt is when the meter's key was revoked; nil while it is valid.
+	// A revoked meter reports nothing until its key is replaced.
+	RevokedAt *time.Time
 }
 
 // meterRow is a Meter as the drivers scan it.
 type meterRow struct {
-	ID           int64     `db:"id"`
-	Username     string    `db:"username"`
-	PublicKey    []byte    `db:"public_key"`
-	Fingerprint  []byte    `db:"fingerprint"`
-	Algorithm    string    `db:"algorithm"`
-	RegisteredAt time.Time `db:"registered_at"`
+	ID           int64        `db:"id"`
+	Username     string       `db:"username"`
+	PublicKey    []byte       `db:"public_key"`
+	Fingerprint  []byte       `db:"fingerprint"`
+	Algorithm    string       `db:"algorithm"`
+	RegisteredAt time.Time    `db:"registered_at"`
+	RevokedAt    sql.NullTime `db:"revoked_at"`
 }
 
 func (r meterRow) meter() (Meter, error) {
 	if len(r.Fingerprint) != len(crypto.Fingerprint{}) {
 		return Meter{}, fmt.Errorf("meter %d: stored fingerprint has %d bytes", r.ID, len(r.Fingerprint))
 	}
-	return Meter{
+	m := Meter{
 		ID:           r.ID,
 		Username:     r.Username,
 		PublicKey:    r.PublicKey,
 		Fingerprint:  crypto.Fingerprint(r.Fingerprint),
 		Algorithm:    r.Algorithm,
 		RegisteredAt: r.RegisteredAt.UTC(),
-	}, nil
+	}
+	if r.RevokedAt.Valid {
+		at := r.RevokedAt.Time.UTC()
+		m.RevokedAt = &at
+	}
+	return m, nil
 }
 
 // CreateMeter stores a new meter and fills in m.ID. It returns an error
-// wrapping ErrConflict when the username or the key is already registered.
+// wrapping ErrConflict when the username is taken or the key is, or ever
+// was, registered to a meter. The key is recorded in the meter's key
+// history with a "register" event, and on PostgreSQL every server listening
+// for key changes is told once the meter is committed.
 func (s *Store) CreateMeter(ctx context.Context, m *Meter) error {
-	const q = `
-		INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at)
-		VALUES ($1, $2, $3, $4, $5)
-		RETURNING id`
-	err := s.db.GetContext(ctx, &m.ID, q, m.Username, m.PublicKey, m.Fingerprint[:], m.Algorithm, m.RegisteredAt.UTC())
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		const q = `
+			INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at)
+			VALUES ($1, $2, $3, $4, $5)
+			RETURNING id`
+		if err := tx.GetContext(ctx, &m.ID, q, m.Username, m.PublicKey, m.Fingerprint[:], m.Algorithm, m.RegisteredAt.UTC()); err != nil {
+			return err
+		}
+		if err := addMeterKey(ctx, tx, m.ID, m.PublicKey, m.Fingerprint, m.Algorithm, m.RegisteredAt); err != nil {
+			return err
+		}
+		ev := KeyEvent{MeterID: m.ID, Action: ActionRegister, NewFingerprint: &m.Fingerprint, At: m.RegisteredAt}
+		return s.recordKeyEvent(ctx, tx, &ev)
+	})
+	if err != nil {
+		m.ID = 0
+	}
 	if column, ok := uniqueViolation(err); ok {
 		if strings.Contains(column, "username") {
 			return fmt.Errorf("create meter %q: %w", m.Username, ErrUsernameTaken)
@@ -70,7 +96,7 @@ func (s *Store) CreateMeter(ctx context.Context, m *Meter) error {
 // or an error wrapping ErrNotFound.
 func (s *Store) MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (Meter, error) {
 	const q = `
-		SELECT id, username, public_key, fingerprint, algorithm, registered_at
+		SELECT id, username, public_key, fingerprint, algorithm, registered_at, revoked_at
 		FROM meters
 		WHERE fingerprint = $1`
 	var row meterRow
@@ -88,7 +114,7 @@ func (s *Store) MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (
 // ErrNotFound.
 func (s *Store) MeterByID(ctx context.Context, id int64) (Meter, error) {
 	const q = `
-		SELECT id, username, public_key, fingerprint, algorithm, registered_at
+		SELECT id, username, public_key, fingerprint, algorithm, registered_at, revoked_at
 		FROM meters
 		WHERE id = $1`
 	var row meterRow

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"smartmeters/crypto"
@@ -31,6 +32,11 @@ const (
 	// Conflict means a different reading for the same meter and timestamp
 	// is stored; nothing changed.
 	Conflict
+	// Decreased means the reading's whIn or whOut is lower than the
+	// meter's reading just before it in time, or higher than the one just
+	// after it: storing it would make a cumulative register go down.
+	// Nothing changed.
+	Decreased
 )
 
 func (o Outcome) String() string {
@@ -41,69 +47,71 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Conflict:
 		return "conflict"
+	case Decreased:
+		return "decreased"
 	}
 	return fmt.Sprintf("Outcome(%d)", o)
 }
 
 type readingKey struct{ meterID, timestamp int64 }
 
-// InsertReadings stores a batch of readings in one statement and returns the
-// outcome of each, in order. When it returns without error every Stored
-// reading is committed; when it returns an error, none of the batch is
-// (the statement is atomic), and the caller may retry the whole batch.
+// InsertReadings stores a batch of readings in one transaction and returns
+// the outcome of each, in order. When it returns without error every
+// Stored reading is committed; when it returns an error, none of the batch
+// is, and the caller may retry the whole batch.
 //
-// Two readings with the same meter and timestamp in one batch are resolved
-// as if they had arrived in order: the first is stored, the second is a
-// Duplicate or a Conflict.
+// The readings of the batch are decided as if they had arrived one by one,
+// in order: a reading whose meter and timestamp are taken is a Duplicate or
+// a Conflict; one whose whIn or whOut is below the meter's reading just
+// before it in time, or above the one just after it (stored, or stored
+// earlier in the batch), is Decreased and not stored. This holds whatever
+// other batches commit concurrently, from this process or another one on
+// the same database: see lockMeters.
 func (s *Store) InsertReadings(ctx context.Context, rs []Reading) ([]Outcome, error) {
 	if len(rs) == 0 {
 		return nil, nil
 	}
-	inserted, err := s.insertReadings(ctx, rs)
+	out, err := s.insertReadingsTx(ctx, rs)
 	if err != nil {
 		return nil, fmt.Errorf("insert %d readings: %w", len(rs), err)
 	}
-	out := make([]Outcome, len(rs))
-	// first maps each key to the batch index that decided it, so that a
-	// reading repeated within the batch is compared with its predecessor.
-	first := make(map[readingKey]int, len(rs))
-	var missing []readingKey
-	for i, r := range rs {
-		k := readingKey{r.MeterID, r.Timestamp}
-		if j, seen := first[k]; seen {
-			if out[j] == Stored {
-				out[i] = compare(rs[j].Reading, r.Reading)
-			}
-			continue
-		}
-		first[k] = i
-		if _, ok := inserted[k]; ok {
-			out[i] = Stored
-		} else {
-			missing = append(missing, k)
+	return out, nil
+}
+
+func (s *Store) insertReadingsTx(ctx context.Context, rs []Reading) ([]Outcome, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := s.lockMeters(ctx, tx, rs); err != nil {
+		return nil, err
+	}
+	nb, err := s.neighboursOf(ctx, tx, rs)
+	if err != nil {
+		return nil, err
+	}
+	out := decide(rs, nb)
+	accepted := make([]Reading, 0, len(rs))
+	for i, o := range out {
+		if o == Stored {
+			accepted = append(accepted, rs[i])
 		}
 	}
-	if len(missing) > 0 {
-		existing, err := s.readingsByKey(ctx, missing)
+	if len(accepted) > 0 {
+		n, err := s.insertRows(ctx, tx, accepted)
 		if err != nil {
 			return nil, err
 		}
-		for i, r := range rs {
-			if out[i] != 0 {
-				continue
-			}
-			k := readingKey{r.MeterID, r.Timestamp}
-			j := first[k]
-			if out[j] == Stored {
-				out[i] = compare(rs[j].Reading, r.Reading)
-				continue
-			}
-			stored, ok := existing[k]
-			if !ok {
-				return nil, fmt.Errorf("reading of meter %d at %d was neither inserted nor found", k.meterID, k.timestamp)
-			}
-			out[i] = compare(stored, r.Reading)
+		// The meters are locked, so nothing can have taken a key since
+		// neighboursOf looked; a writer that bypasses the locks would show
+		// here, and the batch is refused rather than misreported.
+		if n != len(accepted) {
+			return nil, fmt.Errorf("inserted %d of %d new readings: a concurrent writer bypassed the meter locks", n, len(accepted))
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return out, nil
 }
@@ -118,9 +126,9 @@ func compare(stored, sent crypto.Reading) Outcome {
 	return Conflict
 }
 
-// insertReadings inserts rs, skipping keys already stored, and returns the
-// keys it inserted.
-func (s *Store) insertReadings(ctx context.Context, rs []Reading) (map[readingKey]struct{}, error) {
+// insertRows inserts rs, whose keys must all be distinct, skipping keys
+// already stored, and returns how many it inserted.
+func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int, error) {
 	var (
 		query string
 		args  []any
@@ -132,8 +140,7 @@ func (s *Store) insertReadings(ctx context.Context, rs []Reading) (map[readingKe
 			SELECT m, t, i, o, s, to_timestamp(r::double precision / 1000)
 			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[], $6::bigint[])
 				AS u (m, t, i, o, s, r)
-			ON CONFLICT (meter_id, timestamp) DO NOTHING
-			RETURNING meter_id, timestamp`
+			ON CONFLICT (meter_id, timestamp) DO NOTHING`
 		cols := make([]pq.Int64Array, 5)
 		for c := range cols {
 			cols[c] = make(pq.Int64Array, len(rs))
@@ -146,6 +153,7 @@ func (s *Store) insertReadings(ctx context.Context, rs []Reading) (map[readingKe
 		}
 		args = []any{cols[0], cols[1], cols[2], cols[3], sigs, cols[4]}
 	} else {
+		// Only placeholders are added to the statement; every value is bound.
 		var b strings.Builder
 		b.WriteString(`INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
 		args = make([]any, 0, 6*len(rs))
@@ -156,74 +164,18 @@ func (s *Store) insertReadings(ctx context.Context, rs []Reading) (map[readingKe
 			b.WriteString("(?,?,?,?,?,?)")
 			args = append(args, r.MeterID, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
 		}
-		b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING RETURNING meter_id, timestamp`)
+		b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING`)
 		query = b.String()
 	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	res, err := tx.ExecContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return 0, fmt.Errorf("insert: %w", err)
 	}
-	defer rows.Close()
-	inserted := make(map[readingKey]struct{}, len(rs))
-	for rows.Next() {
-		var k readingKey
-		if err := rows.Scan(&k.meterID, &k.timestamp); err != nil {
-			return nil, err
-		}
-		inserted[k] = struct{}{}
-	}
-	return inserted, rows.Err()
-}
-
-// readingsByKey returns the stored registers for the given keys.
-func (s *Store) readingsByKey(ctx context.Context, keys []readingKey) (map[readingKey]crypto.Reading, error) {
-	var (
-		query string
-		args  []any
-	)
-	if s.postgres {
-		query = `
-			SELECT meter_id, timestamp, wh_in, wh_out
-			FROM readings
-			WHERE (meter_id, timestamp) IN (SELECT * FROM unnest($1::bigint[], $2::bigint[]))`
-		ids, ts := make(pq.Int64Array, len(keys)), make(pq.Int64Array, len(keys))
-		for i, k := range keys {
-			ids[i], ts[i] = k.meterID, k.timestamp
-		}
-		args = []any{ids, ts}
-	} else {
-		var b strings.Builder
-		b.WriteString(`SELECT meter_id, timestamp, wh_in, wh_out FROM readings WHERE (meter_id, timestamp) IN (VALUES `)
-		args = make([]any, 0, 2*len(keys))
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?)")
-			args = append(args, k.meterID, k.timestamp)
-		}
-		b.WriteByte(')')
-		query = b.String()
-	}
-	rows, err := s.db.QueryContext(ctx, query, args...)
+	n, err := res.RowsAffected()
 	if err != nil {
-		return nil, fmt.Errorf("look up %d stored readings: %w", len(keys), err)
+		return 0, fmt.Errorf("insert: %w", err)
 	}
-	defer rows.Close()
-	found := make(map[readingKey]crypto.Reading, len(keys))
-	for rows.Next() {
-		var k readingKey
-		var r crypto.Reading
-		if err := rows.Scan(&k.meterID, &k.timestamp, &r.WhIn, &r.WhOut); err != nil {
-			return nil, fmt.Errorf("scan stored reading: %w", err)
-		}
-		r.Timestamp = k.timestamp
-		found[k] = r
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("look up %d stored readings: %w", len(keys), err)
-	}
-	return found, nil
+	return int(n), nil
 }
 
 // ReadingsByMeter returns a meter's stored readings in time order, at most

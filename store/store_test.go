@@ -21,6 +21,7 @@ func TestConformance(t *testing.T) {
 			t.Run("Meters", func(t *testing.T) { testMeters(t, st) })
 			t.Run("InsertReadings", func(t *testing.T) { testInsertReadings(t, st) })
 			t.Run("InsertReadingsBatch", func(t *testing.T) { testInsertReadingsBatch(t, st) })
+			t.Run("InsertReadingsCumulative", func(t *testing.T) { testInsertReadingsCumulative(t, st) })
 		})
 	}
 }

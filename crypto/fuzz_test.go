@@ -1,0 +1,52 @@
+package crypto_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"testing"
+
+	"smartmeters/crypto"
+)
+
+// FuzzParsePublicKey feeds arbitrary text to the key decoders: no input
+// may panic, and a key that parses must round-trip: its DER parses again
+// to the same fingerprint, which is the SHA-256 of that DER, and its
+// base64 form parses to the same key.
+func FuzzParsePublicKey(f *testing.F) {
+	raw, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var vs []struct{ Base64PublicKey, Base64Signature string }
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		f.Fatal(err)
+	}
+	for _, v := range vs {
+		f.Add(v.Base64PublicKey)
+		f.Add(v.Base64Signature)
+	}
+	f.Add("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEArVYZ1T/lVNOuvB2gTOjg/mWJhZxZzIEDK2/jTPInjVM=\n-----END PUBLIC KEY-----\n")
+	f.Add("MCowBQYDK2VwAyEArVYZ1T_lVNOuvB2gTOjg_mWJhZxZzIEDK2_jTPInjVM")
+	f.Fuzz(func(t *testing.T, s string) {
+		_, _ = crypto.DecodeSignature(s)
+		der, derr := crypto.DecodePublicKey(s)
+		k, err := crypto.ParsePublicKey(s, 2048)
+		if err != nil {
+			return
+		}
+		if derr != nil || !bytes.Equal(der, k.DER()) {
+			t.Fatalf("ParsePublicKey accepted what DecodePublicKey did not decode the same way: %v", derr)
+		}
+		if k.Fingerprint() != crypto.FingerprintOf(k.DER()) {
+			t.Fatal("fingerprint is not that of the DER")
+		}
+		again, err := crypto.ParsePublicKeyDER(k.DER(), 2048)
+		if err != nil || again.Fingerprint() != k.Fingerprint() || again.Algorithm() != k.Algorithm() {
+			t.Fatalf("DER does not parse back to the same key: %v", err)
+		}
+		if b, err := crypto.ParsePublicKey(k.Base64(), 2048); err != nil || b.Fingerprint() != k.Fingerprint() {
+			t.Fatalf("base64 form does not parse back to the same key: %v", err)
+		}
+	})
+}

@@ -1,0 +1,392 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// tcpProxy forwards connections to a target address until it is cut: then
+// it closes every connection it carries and closes new ones at once, as a
+// database server that is down or restarting does.
+type tcpProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  map[net.Conn]struct{}
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go p.serve()
+	return p
+}
+
+func (p *tcpProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *tcpProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.forward(c)
+	}
+}
+
+func (p *tcpProxy) forward(c net.Conn) {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.mu.Unlock()
+	up, err := net.Dial("tcp", p.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
+		c.Close()
+		up.Close()
+		return
+	}
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close(); c.Close() }()
+	io.Copy(c, up)
+	c.Close()
+	up.Close()
+}
+
+// cut takes the database away: every connection is closed and new ones
+// are refused until restore.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
+func (p *tcpProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
+
+// TestStoreOutage takes PostgreSQL away from a server under load and gives
+// it back: while it is away every report is answered 503 with Retry-After
+// within a bounded time, /readyz says 503 and /healthz 200; once it is
+// back the server recovers by itself; and every reading answered 2xx, at
+// any time, is stored.
+func TestStoreOutage(t *testing.T) {
+	pg, ok := dbtest.Postgres(t)
+	if !ok {
+		t.Skip("needs PostgreSQL")
+	}
+	direct := store.New(pg.OpenMigrated(t))
+	u, err := url.Parse(pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newTCPProxy(t, u.Host)
+	u.Host = px.addr()
+	proxied := dbtest.Backend{Name: pg.Name, URL: u.String()}.Open(t)
+
+	const commitTimeout = 2 * time.Second
+	bound := commitTimeout + 1500*time.Millisecond // the longest any answer may take
+	srv := server.New(server.Config{
+		Now:              func() time.Time { return now },
+		CommitTimeout:    commitTimeout,
+		KeyLookupTimeout: time.Second,
+	}, store.New(proxied), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(srv.Close)
+	pub := httptest.NewServer(srv.PublicHandler())
+	t.Cleanup(pub.Close)
+	adm := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	ts := testServer{public: pub.URL, admin: adm.URL, store: direct}
+
+	const meters = 8
+	keys := make([]*crypto.PrivateKey, meters)
+	for m := range keys {
+		keys[m] = newKey(t, "ed25519")
+		if r := register(t, ts, fmt.Sprint("outage-", m), keys[m]); r.status != http.StatusCreated {
+			t.Fatal(r.rawBody)
+		}
+	}
+
+	// Load: each meter reports a fresh reading every 20 ms, once each,
+	// whatever the answer, and remembers what was acknowledged.
+	type answer struct {
+		reading crypto.Reading
+		meter   int
+		status  int
+		took    time.Duration
+	}
+	var (
+		mu      sync.Mutex
+		answers []answer
+		wg      sync.WaitGroup
+	)
+	ctx, stop := context.WithCancel(t.Context())
+	for m := range meters {
+		wg.Go(func() {
+			for i := int64(0); ctx.Err() == nil; i++ {
+				r := crypto.Reading{WhIn: 1000 + i, WhOut: i, Timestamp: now.Add(-time.Hour).UnixMilli() + i*1000}
+				start := time.Now()
+				res := postJSON(t, pub.URL+"/reportReading", signed(t, keys[m], r))
+				if res.status == http.StatusServiceUnavailable && res.ctype != "application/problem+json" {
+					t.Errorf("503 without a problem body: %s", res.rawBody)
+				}
+				mu.Lock()
+				answers = append(answers, answer{r, m, res.status, time.Since(start)})
+				mu.Unlock()
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	get := func(url string) *http.Response {
+		t.Helper()
+		res, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+
+	time.Sleep(300 * time.Millisecond)
+	px.cut()
+	t.Log("database cut")
+	time.Sleep(300 * time.Millisecond)
+	t.Run("DownAnswers503", func(t *testing.T) {
+		start := time.Now()
+		r := postJSON(t, pub.URL+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 1, Timestamp: now.Add(-2 * time.Hour).UnixMilli()}))
+		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		if took := time.Since(start); took > bound {
+			t.Errorf("answered after %s, want at most %s", took, bound)
+		}
+		// A key the cache does not hold cannot be looked up: 503, not 403.
+		start = time.Now()
+		r = postJSON(t, pub.URL+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: 1}))
+		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		if took := time.Since(start); took > bound {
+			t.Errorf("uncached key answered after %s, want at most %s", took, bound)
+		}
+	})
+	t.Run("DownNotReady", func(t *testing.T) {
+		if res := get(pub.URL + "/readyz"); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+			t.Errorf("/readyz: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+		}
+		for _, url := range []string{pub.URL + "/healthz", adm.URL + "/healthz"} {
+			if res := get(url); res.StatusCode != http.StatusOK {
+				t.Errorf("%s: %d, want 200", url, res.StatusCode)
+			}
+		}
+	})
+	time.Sleep(time.Second)
+	px.restore()
+	t.Log("database restored")
+	t.Run("Recovers", func(t *testing.T) {
+		deadline := time.Now().Add(10 * time.Second)
+		for get(pub.URL+"/readyz").StatusCode != http.StatusOK {
+			if time.Now().After(deadline) {
+				t.Fatal("/readyz still not 200 10 s after the database came back")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		r := postJSON(t, pub.URL+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 0, Timestamp: now.Add(-3 * time.Hour).UnixMilli()}))
+		if r.status != http.StatusCreated {
+			t.Fatalf("after recovery: %d %s", r.status, r.rawBody)
+		}
+	})
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	wg.Wait()
+
+	// Every acknowledged reading is stored; only 2xx and 503 were answered.
+	counts := map[int]int{}
+	ids := make([]int64, meters)
+	for m, k := range keys {
+		mt, err := direct.MeterByFingerprint(t.Context(), k.Public().Fingerprint())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[m] = mt.ID
+	}
+	stored := map[int]map[crypto.Reading]bool{}
+	for m := range meters {
+		rs, err := direct.ReadingsByMeter(t.Context(), ids[m], 0, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[m] = map[crypto.Reading]bool{}
+		for _, r := range rs {
+			stored[m][r.Reading] = true
+		}
+	}
+	var slowest time.Duration
+	for _, a := range answers {
+		counts[a.status]++
+		slowest = max(slowest, a.took)
+		switch a.status {
+		case http.StatusCreated, http.StatusOK:
+			if !stored[a.meter][a.reading] {
+				t.Errorf("meter %d: reading %+v was answered %d but is not stored", a.meter, a.reading, a.status)
+			}
+		case http.StatusServiceUnavailable:
+		default:
+			t.Errorf("meter %d: reading %+v answered %d", a.meter, a.reading, a.status)
+		}
+	}
+	t.Logf("answers under load: %v; slowest %s", counts, slowest)
+	if counts[http.StatusCreated] == 0 || counts[http.StatusServiceUnavailable] == 0 {
+		t.Errorf("answers %v: want both 201 (before and after) and 503 (during)", counts)
+	}
+	if slowest > bound {
+		t.Errorf("slowest answer took %s, want at most %s", slowest, bound)
+	}
+}
+
+// TestShutdownUnderLoad stops a server while clients keep reporting: every
+// request it accepted is answered (201, or 503 once shutting down), Serve
+// returns within its bound, and every reading answered 201 is stored.
+func TestShutdownUnderLoad(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			st := store.New(b.OpenMigrated(t))
+			srv := server.New(server.Config{Now: func() time.Time { return now }, ShutdownTimeout: 10 * time.Second},
+				st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			pubLn, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			admLn, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ctx, pubLn, admLn) }()
+			base := "http://" + pubLn.Addr().String()
+			ts := testServer{public: base, admin: "http://" + admLn.Addr().String(), store: st}
+
+			const meters = 16
+			type answer struct {
+				reading crypto.Reading
+				key     *crypto.PrivateKey
+				status  int
+			}
+			var (
+				mu      sync.Mutex
+				answers []answer
+				wg      sync.WaitGroup
+			)
+			keys := make([]*crypto.PrivateKey, meters)
+			for m := range keys {
+				keys[m] = newKey(t, "ed25519")
+				if r := register(t, ts, fmt.Sprint("drain-", m), keys[m]); r.status != http.StatusCreated {
+					t.Fatal(r.rawBody)
+				}
+			}
+			client := &http.Client{Timeout: 15 * time.Second}
+			for m := range meters {
+				wg.Go(func() {
+					for i := int64(0); ; i++ {
+						r := crypto.Reading{WhIn: i, Timestamp: now.Add(-time.Hour).UnixMilli() + i*1000}
+						body := signed(t, keys[m], r)
+						res, err := client.Post(base+"/reportReading", "application/json", jsonReader(t, body))
+						if err != nil {
+							// Refused or closed before the request was read:
+							// the server never accepted it.
+							var op *net.OpError
+							if errors.As(err, &op) || errors.Is(err, io.EOF) {
+								return
+							}
+							t.Errorf("meter %d: %v", m, err)
+							return
+						}
+						res.Body.Close()
+						mu.Lock()
+						answers = append(answers, answer{r, keys[m], res.StatusCode})
+						mu.Unlock()
+					}
+				})
+			}
+			time.Sleep(300 * time.Millisecond)
+			start := time.Now()
+			cancel()
+			if err := <-served; err != nil {
+				t.Fatalf("Serve: %v", err)
+			}
+			t.Logf("Serve returned %s after the signal", time.Since(start).Round(time.Millisecond))
+			wg.Wait()
+
+			counts := map[int]int{}
+			for _, a := range answers {
+				counts[a.status]++
+				switch a.status {
+				case http.StatusCreated:
+					m, err := st.MeterByFingerprint(t.Context(), a.key.Public().Fingerprint())
+					if err != nil {
+						t.Fatal(err)
+					}
+					rs, err := st.ReadingsBetween(t.Context(), m.ID, a.reading.Timestamp, a.reading.Timestamp+1, 1)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(rs) != 1 || rs[0].Reading != a.reading {
+						t.Errorf("reading %+v answered 201 is not stored", a.reading)
+					}
+				case http.StatusServiceUnavailable:
+				default:
+					t.Errorf("reading %+v answered %d", a.reading, a.status)
+				}
+			}
+			t.Logf("answers: %v", counts)
+			if counts[http.StatusCreated] == 0 {
+				t.Fatal("no reading was stored before the shutdown")
+			}
+		})
+	}
+}
+
+// jsonReader returns v as a JSON body.
+func jsonReader(t *testing.T, v any) io.Reader {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.NewReader(b)
+}
