@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -61,29 +60,8 @@ func serveReal(t *testing.T) (public, admin string, st *store.Store) {
 	t.Helper()
 	st = store.New(dbtest.SQLite(t).OpenMigrated(t))
 	srv := server.New(server.Config{Committers: 1}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	pub, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pub, adm) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return within 10s of shutdown; an event stream held it up?")
-		}
-	})
-	return "http://" + pub.Addr().String(), "http://" + adm.Addr().String(), st
+	pub, adm := serveForTest(t, srv)
+	return "http://" + pub, "http://" + adm, st
 }
 
 // seedHistory registers a meter with a day of 15-minute readings ending

@@ -167,18 +167,7 @@ func TestSlowClientsCutOff(t *testing.T) {
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
 	srv := server.New(server.Config{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Second},
 		st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	pubLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, pubLn, admLn) }()
-	t.Cleanup(func() { cancel(); <-served })
+	pubAddr, _ := serveForTest(t, srv)
 
 	body := `{"base64PublicKey":"x","base64Signature":"y","reading":{"whIn":1,"whOut":1,"timestamp":1}}`
 	head := "POST /reportReading HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
@@ -191,7 +180,7 @@ func TestSlowClientsCutOff(t *testing.T) {
 		{"Body", head, body, 2500 * time.Millisecond},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", pubLn.Addr().String())
+			conn, err := net.Dial("tcp", pubAddr)
 			if err != nil {
 				t.Fatal(err)
 			}
