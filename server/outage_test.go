@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -246,7 +247,7 @@ func TestStoreOutage(t *testing.T) {
 	}
 	stored := map[int]map[crypto.Reading]bool{}
 	for m := range meters {
-		rs, err := direct.ReadingsByMeter(t.Context(), ids[m], 0, 100000)
+		rs, err := direct.ReadingsBetween(t.Context(), ids[m], 0, math.MaxInt64, 100000)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -335,7 +336,7 @@ func TestReportReading(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rs, err := ts.store.ReadingsByMeter(t.Context(), m.ID, 0, 10)
+				rs, err := ts.store.ReadingsBetween(t.Context(), m.ID, 0, math.MaxInt64, 10)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -65,7 +66,7 @@ func testInsertReadingsCumulative(t *testing.T, st *store.Store) {
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("InsertReadings = %v, want %v", got, tt.want)
 			}
-			stored, err := st.ReadingsByMeter(ctx, m.ID, 0, 100)
+			stored, err := st.ReadingsBetween(ctx, m.ID, 0, math.MaxInt64, 100)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -178,35 +178,6 @@ func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int,
 	return int(n), nil
 }
 
-// ReadingsByMeter returns a meter's stored readings in time order, at most
-// limit of them, starting at timestamp from (inclusive).
-func (s *Store) ReadingsByMeter(ctx context.Context, meterID, from int64, limit int) ([]Reading, error) {
-	const q = `
-		SELECT meter_id, timestamp, wh_in, wh_out, signature, received_at
-		FROM readings
-		WHERE meter_id = $1 AND timestamp >= $2
-		ORDER BY timestamp
-		LIMIT $3`
-	rows, err := s.db.QueryContext(ctx, q, meterID, from, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list readings of meter %d: %w", meterID, err)
-	}
-	defer rows.Close()
-	var out []Reading
-	for rows.Next() {
-		var r Reading
-		if err := rows.Scan(&r.MeterID, &r.Timestamp, &r.WhIn, &r.WhOut, &r.Signature, &r.ReceivedAt); err != nil {
-			return nil, fmt.Errorf("scan reading: %w", err)
-		}
-		r.ReceivedAt = r.ReceivedAt.UTC()
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list readings of meter %d: %w", meterID, err)
-	}
-	return out, nil
-}
-
 // CountReadings returns how many readings are stored.
 func (s *Store) CountReadings(ctx context.Context) (int64, error) {
 	const q = `SELECT count(*) FROM readings`

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func testInsertReadings(t *testing.T, st *store.Store) {
 			}
 		})
 	}
-	rs, err := st.ReadingsByMeter(ctx, m.ID, 0, 10)
+	rs, err := st.ReadingsBetween(ctx, m.ID, 0, math.MaxInt64, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func testInsertReadingsBatch(t *testing.T, st *store.Store) {
 		m    store.Meter
 		want int
 	}{{m1, 2}, {m2, 1 + len(big)}} {
-		rs, err := st.ReadingsByMeter(ctx, c.m.ID, 0, 5000)
+		rs, err := st.ReadingsBetween(ctx, c.m.ID, 0, math.MaxInt64, 5000)
 		if err != nil {
 			t.Fatal(err)
 		}
