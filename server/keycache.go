@@ -8,6 +8,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"smartmeters/crypto"
 	"smartmeters/store"
@@ -17,6 +18,13 @@ import (
 type meterKey struct {
 	meterID int64
 	key     *crypto.PublicKey
+	// observeVerify records verification time under the key's algorithm;
+	// resolved once here so that the hot path does no label lookup.
+	observeVerify prometheus.Observer
+}
+
+func (c *keyCache) newMeterKey(meterID int64, key *crypto.PublicKey) meterKey {
+	return meterKey{meterID: meterID, key: key, observeVerify: c.metrics.verifySeconds.WithLabelValues(key.Algorithm())}
 }
 
 // keyCache keeps parsed registered keys in a bounded LRU so that the report
@@ -97,7 +105,7 @@ func (c *keyCache) lookup(ctx context.Context, fp crypto.Fingerprint) (meterKey,
 		c.refuse(gen, fp, errUnknownKey)
 		return meterKey{}, errUnknownKey
 	}
-	mk := meterKey{meterID: m.ID, key: key}
+	mk := c.newMeterKey(m.ID, key)
 	c.known.Add(fp, mk)
 	if c.gen.Load() != gen {
 		// fp may have changed while the store was read: forget the answer.
@@ -119,7 +127,7 @@ func (c *keyCache) refuse(gen uint64, fp crypto.Fingerprint, err error) {
 func (c *keyCache) add(meterID int64, key *crypto.PublicKey) {
 	fp := key.Fingerprint()
 	c.forget(fp)
-	c.known.Add(fp, meterKey{meterID: meterID, key: key})
+	c.known.Add(fp, c.newMeterKey(meterID, key))
 }
 
 // forget drops whatever is cached about fp.

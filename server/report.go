@@ -85,7 +85,7 @@ func (s *Server) check(ctx context.Context, req *reportRequest) (store.Reading, 
 func (s *Server) verify(sr signedReading, mk meterKey) (store.Reading, error) {
 	start := time.Now()
 	err := mk.key.Verify(sr.reading, sr.signature)
-	s.metrics.verifySeconds.WithLabelValues(mk.key.Algorithm()).Observe(time.Since(start).Seconds())
+	mk.observeVerify.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return store.Reading{}, problem(kindInvalidSignature, "%v", err).forMeter(mk.meterID)
 	}
