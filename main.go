@@ -1,10 +1,14 @@
 // Command smartmeters collects cryptographically signed smart-meter readings
 // and simulates a swarm of meters to drive it.
 //
-//	smartmeters serve             run the service
-//	smartmeters migrate up        apply database migrations
+//	smartmeters serve             run the service (server/servecmd)
+//	smartmeters migrate up        apply database migrations (db/migratecmd)
+//	smartmeters simulate          drive a server with simulated meters (simulator/simcmd)
+//	smartmeters demo              a server and a simulated swarm in one process (simulator/simcmd)
+//	smartmeters bench             measure how many readings a server stores per second (simulator/simcmd)
+//	smartmeters verify FILE       check a meter's exported readings offline (crypto/verifycmd)
+//	smartmeters healthcheck       probe a server, for container healthchecks (server/servecmd)
 //	smartmeters version           print the version
-//	smartmeters verify FILE       check the signatures of an exported CSV
 //
 // Run "smartmeters help" or "smartmeters COMMAND --help" for the flags; each
 // flag can also be set through the SMARTMETERS_* variable its help names.
@@ -15,12 +19,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
+
+	"smartmeters/crypto/verifycmd"
+	"smartmeters/db/migratecmd"
+	"smartmeters/server/servecmd"
+	"smartmeters/simulator/simcmd"
 )
 
 func main() {
@@ -30,8 +39,9 @@ func main() {
 	os.Exit(code)
 }
 
-// run runs the command line args and returns the process exit status. A
-// failure is reported as one line on stderr.
+// run runs the command line args and returns the process exit status: 0,
+// 1 for a failure, 2 for a malformed command line. A failure is reported
+// as one line on stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := &cli.App{
 		Name:                 "smartmeters",
@@ -42,19 +52,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		HideHelpCommand:      true,
 		Suggest:              true,
 		Commands: []*cli.Command{
-			serveCommand(),
-			migrateCommand(),
+			servecmd.Command(),
+			migratecmd.Command(),
 			versionCommand(),
-			simulateCommand(),
-			demoCommand(),
-			benchCommand(),
-			verifyCommand(),
-			healthcheckCommand(),
+			simcmd.Simulate(),
+			simcmd.Demo(),
+			simcmd.Bench(),
+			verifycmd.Command(),
+			servecmd.Healthcheck(),
 		},
 		// Errors are printed once, below, and never exit from inside cli.
 		ExitErrHandler: func(*cli.Context, error) {},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
+			return cli.Exit(err.Error()+" (see --help)", 2)
 		},
 	}
 	for _, cmd := range app.Commands {
@@ -69,10 +79,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.As(err, &exit) && exit.ExitCode() != 0 {
 		return exit.ExitCode()
 	}
-	var usage usageError
-	if errors.As(err, &usage) {
-		return 2
-	}
 	return 1
 }
 
@@ -85,22 +91,37 @@ func setUsageError(cmd *cli.Command, f cli.OnUsageErrorFunc) {
 	}
 }
 
-// usageError marks a malformed command line; run exits 2 for it.
-type usageError struct{ err error }
+// version is set at build time with -ldflags "-X main.version=…"; otherwise
+// it comes from the module's build information.
+var version = ""
 
-func (e usageError) Error() string { return e.err.Error() + " (see --help)" }
-func (e usageError) Unwrap() error { return e.err }
-
-// newLogger returns the slog logger that --log-format asks for.
-func newLogger(w io.Writer, format string) (*slog.Logger, error) {
-	switch format {
-	case "text", "":
-		return slog.New(slog.NewTextHandler(w, nil)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, nil)), nil
+func versionCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version of this binary",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(c.App.Writer, "smartmeters", buildVersion())
+			return nil
+		},
 	}
-	return nil, fmt.Errorf("--log-format %q: use text or json", format)
 }
 
-// envVar names the environment variable of a flag.
-func envVar(name string) []string { return []string{"SMARTMETERS_" + name} }
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "-dirty"
+		}
+	}
+	return v
+}

@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -59,7 +57,9 @@ func browser(t *testing.T) context.Context {
 func serveReal(t *testing.T) (public, admin string, st *store.Store) {
 	t.Helper()
 	st = store.New(dbtest.SQLite(t).OpenMigrated(t))
-	srv := server.New(server.Config{Committers: 1}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := server.DefaultConfig()
+	cfg.Ingest.Committers = 1
+	srv := newServer(t, cfg, st)
 	pub, adm := serveForTest(t, srv)
 	return "http://" + pub, "http://" + adm, st
 }

@@ -11,7 +11,6 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
-	"smartmeters/server"
 )
 
 // sseEvent is one Server-Sent Event.
@@ -87,7 +86,7 @@ func next(t *testing.T, events <-chan sseEvent, name string, v any) {
 }
 
 func TestEvents(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	k := newKey(t, "ed25519")
 	if r := register(t, ts, "streamer", k); r.status != http.StatusCreated {
 		t.Fatal(r.rawBody)

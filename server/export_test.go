@@ -12,13 +12,13 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
-	"smartmeters/server"
+	"smartmeters/server/api"
 )
 
 func TestExport(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			var regs []reg
 			for i := range 1200 { // more than one flush
 				regs = append(regs, reg{at(0, 0).Add(time.Duration(i) * time.Second), int64(i * 3), int64(i)})
@@ -38,8 +38,8 @@ func TestExport(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !reflect.DeepEqual(rows[0], server.ExportColumns) {
-						t.Fatalf("header %q, want %q", rows[0], server.ExportColumns)
+					if !reflect.DeepEqual(rows[0], api.ExportColumns) {
+						t.Fatalf("header %q, want %q", rows[0], api.ExportColumns)
 					}
 					if len(rows) != 1+len(regs) {
 						t.Fatalf("%d rows, want %d", len(rows)-1, len(regs))

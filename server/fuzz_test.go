@@ -3,8 +3,6 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"testing"
 
 	"smartmeters/db/dbtest"
-	"smartmeters/server"
 	"smartmeters/store"
 )
 
@@ -46,8 +43,7 @@ func loadVectorReports(f *testing.F) []vectorReport {
 func newFuzzServer(f *testing.F, vs []vectorReport) (public, admin http.Handler) {
 	f.Helper()
 	st := store.New(dbtest.SQLite(f).OpenMigrated(f))
-	srv := server.New(server.Config{}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	f.Cleanup(srv.Close)
+	srv := newServer(f, testConfig(nil), st)
 	seen := map[string]bool{}
 	for i, v := range vs {
 		if seen[v.Base64PublicKey] {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -26,12 +25,11 @@ func BenchmarkReportReadingHTTP(b *testing.B) {
 	for _, be := range dbtest.Backends(b) {
 		b.Run(be.Name, func(b *testing.B) {
 			st := store.New(be.OpenMigrated(b))
-			cfg := server.Config{}
+			cfg := server.DefaultConfig()
 			if be.Name == "sqlite" {
-				cfg.Committers = 1
+				cfg.Ingest.Committers = 1
 			}
-			srv := server.New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			b.Cleanup(srv.Close)
+			srv := newServer(b, cfg, st)
 			pub := httptest.NewServer(srv.PublicHandler())
 			b.Cleanup(pub.Close)
 			adm := httptest.NewServer(srv.AdminHandler())

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -16,13 +14,14 @@ import (
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
 	"smartmeters/server"
+	"smartmeters/server/ingest"
 	"smartmeters/store"
 )
 
 func TestReportReadings(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{MaxBatch: 10})
+			ts := newTestServer(t, b, func(c *server.Config) { c.Ingest.MaxBatch = 10 })
 			k1, k2 := newKey(t, "ed25519"), newKey(t, "ecdsa-p256")
 			for i, k := range []*crypto.PrivateKey{k1, k2} {
 				if r := register(t, ts, fmt.Sprint("batch-", i), k); r.status != http.StatusCreated {
@@ -93,18 +92,21 @@ func TestReportReadings(t *testing.T) {
 // one is stored exactly once and every resend is a duplicate, whatever
 // batches the group commit formed.
 func TestGroupCommitConcurrent(t *testing.T) {
-	for _, cfg := range []server.Config{
-		{BatchMax: 1000, BatchWait: 5 * time.Millisecond},
-		{BatchMax: 1, BatchWait: -1},
+	for _, cfg := range []struct {
+		batchMax  int
+		batchWait time.Duration
+	}{
+		{1000, 5 * time.Millisecond},
+		{1, 0},
 	} {
 		for _, b := range dbtest.Backends(t) {
-			t.Run(fmt.Sprintf("%s/batch-max=%d", b.Name, cfg.BatchMax), func(t *testing.T) {
-				ts := newTestServer(t, b, cfg)
+			t.Run(fmt.Sprintf("%s/batch-max=%d", b.Name, cfg.batchMax), func(t *testing.T) {
+				ts := newTestServer(t, b, func(c *server.Config) { c.Ingest.BatchMax, c.Ingest.BatchWait = cfg.batchMax, cfg.batchWait })
 				const meters, each = 8, 10
 				var bodies []reportBody
 				for m := range meters {
 					k := newKey(t, "ed25519")
-					if r := register(t, ts, fmt.Sprint("gc-", cfg.BatchMax, "-", m), k); r.status != http.StatusCreated {
+					if r := register(t, ts, fmt.Sprint("gc-", cfg.batchMax, "-", m), k); r.status != http.StatusCreated {
 						t.Fatal(r.rawBody)
 					}
 					for i := range each {
@@ -133,20 +135,21 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	}
 }
 
-// failingStore refuses any batch that holds a poisoned reading, as a
-// database refuses a statement when one row violates a constraint.
-type failingStore struct {
-	*store.Store
+// poisonedReadings refuses any batch that holds a poisoned reading, as a
+// database refuses a statement when one row violates a constraint, and
+// passes the others to next.
+type poisonedReadings struct {
+	next   ingest.ReadingStore
 	poison int64 // timestamp of the reading that fails its batch
 }
 
-func (f failingStore) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+func (f poisonedReadings) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
 	for _, r := range rs {
 		if r.Timestamp == f.poison {
 			return nil, errors.New("simulated constraint violation")
 		}
 	}
-	return f.Store.InsertReadings(ctx, rs)
+	return f.next.InsertReadings(ctx, rs)
 }
 
 // TestGroupCommitFailingBatch shows that one reading the store refuses
@@ -155,11 +158,11 @@ func (f failingStore) InsertReadings(ctx context.Context, rs []store.Reading) ([
 func TestGroupCommitFailingBatch(t *testing.T) {
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
 	poison := now.Add(-time.Minute).UnixMilli()
-	srv := server.New(server.Config{
-		BatchMax: 16, BatchWait: 200 * time.Millisecond, Committers: 1,
-		Now: func() time.Time { return now },
-	}, failingStore{st, poison}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(srv.Close)
+	stores := server.StoresOf(st)
+	stores.Readings = poisonedReadings{st, poison}
+	srv := newServerOver(t, testConfig(func(c *server.Config) {
+		c.Ingest.BatchMax, c.Ingest.BatchWait, c.Ingest.Committers = 16, 200*time.Millisecond, 1
+	}), stores)
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
@@ -200,7 +203,7 @@ func TestGroupCommitFailingBatch(t *testing.T) {
 }
 
 func TestKeyCacheLearnsRegistration(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{UnknownKeyCacheTTL: time.Hour})
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.Ingest.UnknownKeyTTL = time.Hour })
 	k := newKey(t, "ed25519")
 	body := signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()})
 	wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusForbidden, "unknown-key")
@@ -214,7 +217,7 @@ func TestKeyCacheLearnsRegistration(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	k := newKey(t, "ed25519")
 	if r := register(t, ts, "metered", k); r.status != http.StatusCreated {
 		t.Fatal(r.rawBody)

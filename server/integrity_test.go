@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -24,7 +22,7 @@ import (
 func TestReportRegisterDecreased(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			k := newKey(t, "ed25519")
 			if r := register(t, ts, "cumulative", k); r.status != http.StatusCreated {
 				t.Fatal(r.rawBody)
@@ -96,9 +94,7 @@ func TestRegistersCumulativeAcrossServers(t *testing.T) {
 				if i > 0 {
 					pool = b.Open(t)
 				}
-				srv := server.New(server.Config{Now: func() time.Time { return now }, BatchWait: time.Millisecond},
-					store.New(pool), slog.New(slog.NewTextHandler(io.Discard, nil)))
-				t.Cleanup(srv.Close)
+				srv := newServer(t, testConfig(func(c *server.Config) { c.Ingest.BatchWait = time.Millisecond }), store.New(pool))
 				pub := httptest.NewServer(srv.PublicHandler())
 				t.Cleanup(pub.Close)
 				publics = append(publics, pub.URL)

@@ -3,8 +3,6 @@ package server_test
 import (
 	"encoding/csv"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,9 +20,9 @@ import (
 func newClockedServer(t *testing.T, b dbtest.Backend, clock *atomic.Int64) testServer {
 	t.Helper()
 	st := store.New(b.OpenMigrated(t))
-	cfg := server.Config{Now: func() time.Time { return time.UnixMilli(clock.Load()).UTC() }}
-	srv := server.New(cfg, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(srv.Close)
+	srv := newServer(t, testConfig(func(c *server.Config) {
+		c.Now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
+	}), st)
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())

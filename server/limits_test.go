@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
 	"smartmeters/server"
+	"smartmeters/server/ingest"
 	"smartmeters/store"
 )
 
@@ -44,7 +44,7 @@ func postRaw(t *testing.T, url string, v any) (*http.Response, response) {
 }
 
 func TestRateLimitPerKey(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{RatePerKey: 0.5, RateBurstPerKey: 3})
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.Ingest.RatePerKey = 0.5; c.Ingest.RateBurstPerKey = 3 })
 	k := newKey(t, "ed25519")
 	if r := register(t, ts, "chatty", k); r.status != http.StatusCreated {
 		t.Fatal(r.rawBody)
@@ -86,7 +86,7 @@ func TestRateLimitPerKey(t *testing.T) {
 }
 
 func TestRateLimitPerAddress(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{RatePerAddress: 1, RateBurstPerAddress: 5})
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.RatePerAddress = 1; c.RateBurstPerAddress = 5 })
 	for i := range 5 {
 		r := post(t, ts.public+"/reportReading", "application/json", `{}`)
 		if r.status != http.StatusBadRequest {
@@ -105,18 +105,18 @@ func TestRateLimitPerAddress(t *testing.T) {
 	}
 }
 
-// blockingStore holds every InsertReadings until release is closed, and
-// tells entered about each.
-type blockingStore struct {
-	*store.Store
+// blockingReadings holds every InsertReadings until release is closed,
+// and tells entered about each.
+type blockingReadings struct {
+	next    ingest.ReadingStore
 	entered chan struct{}
 	release chan struct{}
 }
 
-func (b blockingStore) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+func (b blockingReadings) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
 	b.entered <- struct{}{}
 	<-b.release
-	return b.Store.InsertReadings(ctx, rs)
+	return b.next.InsertReadings(ctx, rs)
 }
 
 // TestMaxConcurrentRequests fills the cap with requests stuck on a slow
@@ -124,10 +124,12 @@ func (b blockingStore) InsertReadings(ctx context.Context, rs []store.Reading) (
 // stuck ones still complete.
 func TestMaxConcurrentRequests(t *testing.T) {
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
-	bs := blockingStore{st, make(chan struct{}, 8), make(chan struct{})}
-	srv := server.New(server.Config{MaxConcurrentRequests: 2, BatchWait: -1, Committers: 2, Now: func() time.Time { return now }},
-		bs, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(srv.Close)
+	bs := blockingReadings{st, make(chan struct{}, 8), make(chan struct{})}
+	stores := server.StoresOf(st)
+	stores.Readings = bs
+	srv := newServerOver(t, testConfig(func(c *server.Config) {
+		c.MaxConcurrentRequests, c.Ingest.BatchWait, c.Ingest.Committers = 2, 0, 2
+	}), stores)
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
@@ -165,8 +167,7 @@ func TestMaxConcurrentRequests(t *testing.T) {
 // timeout is spent, however long they would go on.
 func TestSlowClientsCutOff(t *testing.T) {
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
-	srv := server.New(server.Config{ReadHeaderTimeout: 300 * time.Millisecond, ReadTimeout: time.Second},
-		st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newServer(t, testConfig(func(c *server.Config) { c.ReadHeaderTimeout, c.ReadTimeout = 300*time.Millisecond, time.Second }), st)
 	pubAddr, _ := serveForTest(t, srv)
 
 	body := `{"base64PublicKey":"x","base64Signature":"y","reading":{"whIn":1,"whOut":1,"timestamp":1}}`
@@ -219,7 +220,7 @@ func TestSlowClientsCutOff(t *testing.T) {
 // bytes of the garbage report that decode as base64), never again while it
 // is remembered as unknown, and no signature is ever verified.
 func TestFloodCostsNothing(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{UnknownKeyCacheTTL: time.Minute})
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.Ingest.UnknownKeyTTL = time.Minute })
 	rogue := signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()})
 	for range 50 {
 		wantProblem(t, postJSON(t, ts.public+"/reportReading", rogue), http.StatusForbidden, "unknown-key")

@@ -6,73 +6,24 @@ import (
 )
 
 // metrics are the server's Prometheus metrics, on a registry of its own so
-// that several servers can live in one process (as in tests).
+// that several servers can live in one process (as in tests). The ingest
+// path registers its own on the same registry.
 type metrics struct {
-	registry *prometheus.Registry
-
-	received       prometheus.Counter
-	stored         prometheus.Counter
-	duplicate      prometheus.Counter
-	rejected       *prometheus.CounterVec
-	batchSize      prometheus.Histogram
-	commitSeconds  prometheus.Histogram
-	verifySeconds  *prometheus.HistogramVec
-	httpSeconds    *prometheus.HistogramVec
-	keyCacheHits   prometheus.Counter
-	keyCacheMisses prometheus.Counter
+	registry    *prometheus.Registry
+	httpSeconds *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
-		received: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_readings_received_total",
-			Help: "Readings received on /reportReading and /reportReadings.",
-		}),
-		stored: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_readings_stored_total",
-			Help: "Readings newly committed to the store.",
-		}),
-		duplicate: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_readings_duplicate_total",
-			Help: "Readings identical to one already stored (harmless resends).",
-		}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "smartmeters_readings_rejected_total",
-			Help: "Readings rejected, by problem type.",
-		}, []string{"reason"}),
-		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "smartmeters_commit_batch_size",
-			Help:    "Readings per group commit.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 … 1024
-		}),
-		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "smartmeters_commit_seconds",
-			Help:    "Time to write and commit one batch.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14), // 0.5 ms … 4 s
-		}),
-		verifySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "smartmeters_verify_seconds",
-			Help:    "Time to verify one signature, by algorithm.",
-			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 12), // 10 µs … 20 ms
-		}, []string{"algorithm"}),
 		httpSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "smartmeters_http_request_seconds",
 			Help:    "HTTP request latency, by route and status code.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route", "code"}),
-		keyCacheHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_key_cache_hits_total",
-			Help: "Key lookups answered from memory (known or recently unknown keys).",
-		}),
-		keyCacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_key_cache_misses_total",
-			Help: "Key lookups that went to the store.",
-		}),
 	}
 	m.registry.MustRegister(
-		m.received, m.stored, m.duplicate, m.rejected, m.batchSize, m.commitSeconds,
-		m.verifySeconds, m.httpSeconds, m.keyCacheHits, m.keyCacheMisses,
+		m.httpSeconds,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

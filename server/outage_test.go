@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -125,12 +124,9 @@ func TestStoreOutage(t *testing.T) {
 
 	const commitTimeout = 2 * time.Second
 	bound := commitTimeout + 1500*time.Millisecond // the longest any answer may take
-	srv := server.New(server.Config{
-		Now:              func() time.Time { return now },
-		CommitTimeout:    commitTimeout,
-		KeyLookupTimeout: time.Second,
-	}, store.New(proxied), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(srv.Close)
+	srv := newServer(t, testConfig(func(c *server.Config) {
+		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = commitTimeout, time.Second
+	}), store.New(proxied))
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
@@ -286,8 +282,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
 			st := store.New(b.OpenMigrated(t))
-			srv := server.New(server.Config{Now: func() time.Time { return now }, ShutdownTimeout: 10 * time.Second},
-				st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			srv := newServer(t, testConfig(func(c *server.Config) { c.ShutdownTimeout = 10 * time.Second }), st)
 			pubLn, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)

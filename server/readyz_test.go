@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -25,19 +23,17 @@ func TestReadyzSchema(t *testing.T) {
 		behind atomic.Bool
 	)
 	clock.Store(now.UnixMilli())
-	cfg := server.Config{
-		Now: func() time.Time { return time.UnixMilli(clock.Load()) },
-		SchemaCheck: func(context.Context) error {
+	srv := newServer(t, testConfig(func(c *server.Config) {
+		c.Now = func() time.Time { return time.UnixMilli(clock.Load()) }
+		c.SchemaCheck = func(context.Context) error {
 			calls.Add(1)
 			if behind.Load() {
 				return errors.New("database schema is behind: at version 3, this binary needs 5")
 			}
 			return nil
-		},
-		SchemaCheckTTL: 5 * time.Second,
-	}
-	srv := server.New(cfg, store.New(dbtest.SQLite(t).OpenMigrated(t)), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	t.Cleanup(srv.Close)
+		}
+		c.SchemaCheckTTL = 5 * time.Second
+	}), store.New(dbtest.SQLite(t).OpenMigrated(t)))
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	ready := func() response { return do(t, mustRequest(t, http.MethodGet, pub.URL+"/readyz")) }

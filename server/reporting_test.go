@@ -12,7 +12,6 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
-	"smartmeters/server"
 	"smartmeters/store"
 )
 
@@ -149,7 +148,7 @@ func TestConsumption(t *testing.T) {
 	}}
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			for i, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					id := seedMeter(t, ts, fmt.Sprint("consumer-", i), newKey(t, "ed25519"), tt.regs...)
@@ -188,7 +187,7 @@ func show(bs []bucket) string {
 func TestFleet(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			seedMeter(t, ts, "a", newKey(t, "ed25519"),
 				reg{at(0, 10), 1000, 0}, reg{at(0, 40), 1600, 30}, reg{at(1, 0), 2000, 30})
 			// One segment over the whole hour: 150 Wh in each quarter.
@@ -252,7 +251,7 @@ func TestFleet(t *testing.T) {
 func TestMeters(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			ids := map[string]int64{}
 			for _, name := range []string{"al_ice", "alxice", "al.x", "bob", "Alice"} {
 				ids[name] = seedMeter(t, ts, name, newKey(t, "ed25519"))
@@ -347,7 +346,7 @@ func TestMeters(t *testing.T) {
 func TestMeterReadings(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			var regs []reg
 			for i := range 5 {
 				regs = append(regs, reg{at(1, 10*i), int64(100 * i), 0})
@@ -389,7 +388,7 @@ func TestMeterReadings(t *testing.T) {
 }
 
 func TestReportingBadInput(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	id := seedMeter(t, ts, "m", newKey(t, "ed25519"))
 	tests := []struct {
 		name, path string

@@ -10,7 +10,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -88,8 +87,9 @@ func BenchmarkMillionMetersRSS(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("SMARTMETERS_BENCH_KEY_CACHE")); err == nil && v > 0 {
 		cacheSize = v
 	}
-	srv := server.New(server.Config{KeyCacheSize: cacheSize}, store.New(conn), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	b.Cleanup(srv.Close)
+	cfg := server.DefaultConfig()
+	cfg.Ingest.KeyCacheSize = cacheSize
+	srv := newServer(b, cfg, store.New(conn))
 	pub := httptest.NewServer(srv.PublicHandler())
 	b.Cleanup(pub.Close)
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -68,8 +67,7 @@ func BenchmarkReportingAtScale(b *testing.B) {
 	}
 	b.Logf("seeded %d meters, %d readings in %s", meters, n, time.Since(start).Round(time.Millisecond))
 
-	srv := server.New(server.Config{}, store.New(conn), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	b.Cleanup(srv.Close)
+	srv := newServer(b, server.DefaultConfig(), store.New(conn))
 	adm := httptest.NewServer(srv.AdminHandler())
 	b.Cleanup(adm.Close)
 

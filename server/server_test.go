@@ -36,19 +36,46 @@ type testServer struct {
 }
 
 // newTestServer serves a fresh migrated database of backend b on two
-// httptest listeners. cfg's clock is pinned to now.
-func newTestServer(t *testing.T, b dbtest.Backend, cfg server.Config) testServer {
+// httptest listeners, with the default configuration changed by set (if
+// not nil) and the clock pinned to now.
+func newTestServer(t *testing.T, b dbtest.Backend, set func(*server.Config)) testServer {
 	t.Helper()
 	st := store.New(b.OpenMigrated(t))
-	cfg.Now = func() time.Time { return now }
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv := server.New(cfg, st, logger)
-	t.Cleanup(srv.Close) // after the listeners below have closed
+	srv := newServer(t, testConfig(set), st)
 	pub := httptest.NewServer(srv.PublicHandler())
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
 	t.Cleanup(adm.Close)
 	return testServer{public: pub.URL, admin: adm.URL, store: st}
+}
+
+// testConfig returns the default configuration for b's store, with the
+// clock pinned to now, changed by set if it is not nil.
+func testConfig(set func(*server.Config)) server.Config {
+	cfg := server.DefaultConfig()
+	cfg.Now = func() time.Time { return now }
+	if set != nil {
+		set(&cfg)
+	}
+	return cfg
+}
+
+// newServer returns a server of cfg over st, closed when the test ends
+// (after the listeners a test starts later have closed).
+func newServer(t testing.TB, cfg server.Config, st *store.Store) *server.Server {
+	t.Helper()
+	return newServerOver(t, cfg, server.StoresOf(st))
+}
+
+// newServerOver is newServer over stores, some of which a test may fake.
+func newServerOver(t testing.TB, cfg server.Config, stores server.Stores) *server.Server {
+	t.Helper()
+	srv, err := server.New(cfg, stores, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 var (
@@ -169,7 +196,7 @@ func signed(t *testing.T, k *crypto.PrivateKey, r crypto.Reading) reportBody {
 func TestRegister(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			for kt, k := range testKeys(t) {
 				t.Run(string(kt), func(t *testing.T) {
 					r := register(t, ts, "meter-"+string(kt), k)
@@ -211,7 +238,7 @@ func TestRegister(t *testing.T) {
 }
 
 func TestRegisterBadInput(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	key := newKey(t, "ed25519").Public().Base64()
 	rsa1024 := rsaKeyBase64(t, 1024)
 	bk := badKeys(t)
@@ -265,8 +292,8 @@ func TestRegisterBadInput(t *testing.T) {
 }
 
 func TestAdminAllowlist(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{
-		AdminAllow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) {
+		c.AdminAllow = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	})
 	req, err := http.NewRequest(http.MethodPost, ts.admin+"/register", strings.NewReader(`{}`))
 	if err != nil {
@@ -282,7 +309,7 @@ func TestAdminAllowlist(t *testing.T) {
 func TestReportReading(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			ts := newTestServer(t, b, server.Config{})
+			ts := newTestServer(t, b, nil)
 			for kt, k := range testKeys(t) {
 				if r := register(t, ts, "m-"+string(kt), k); r.status != http.StatusCreated {
 					t.Fatalf("register %s: %s", kt, r.rawBody)
@@ -352,7 +379,7 @@ func TestReportReading(t *testing.T) {
 }
 
 func TestReportReadingBadInput(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	k := newKey(t, "ed25519")
 	if r := register(t, ts, "m", k); r.status != http.StatusCreated {
 		t.Fatal(r.rawBody)
@@ -442,7 +469,7 @@ func TestReportReadingBadInput(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{})
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
 	for _, url := range []string{ts.public + "/healthz", ts.public + "/readyz", ts.admin + "/healthz"} {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
 		if r := do(t, req); r.status != http.StatusOK {

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -106,11 +105,11 @@ func TestTLS(t *testing.T) {
 	serverCA, adminCA, otherCA := newTestCA(t, "server CA"), newTestCA(t, "admin CA"), newTestCA(t, "other CA")
 	certPEM, keyPEM := serverCA.issue(t, "smartmeters", false)
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
-	srv := server.New(server.Config{
-		TLSCert:       writeFile(t, dir, "cert.pem", certPEM),
-		TLSKey:        writeFile(t, dir, "key.pem", keyPEM),
-		AdminClientCA: writeFile(t, dir, "admin-ca.pem", adminCA.pem),
-	}, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := newServer(t, testConfig(func(c *server.Config) {
+		c.TLSCert = writeFile(t, dir, "cert.pem", certPEM)
+		c.TLSKey = writeFile(t, dir, "key.pem", keyPEM)
+		c.AdminClientCA = writeFile(t, dir, "admin-ca.pem", adminCA.pem)
+	}), st)
 	public, admin := serveForTest(t, srv)
 
 	roots := x509.NewCertPool()
@@ -191,8 +190,8 @@ func TestTLS(t *testing.T) {
 // loopback address that a narrowed allowlist leaves out: refused with 403
 // and nothing registered, while the allowed address is served.
 func TestAdminAllowlistFromOutside(t *testing.T) {
-	ts := newTestServer(t, dbtest.SQLite(t), server.Config{
-		AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) {
+		c.AdminAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	})
 	from := func(ip string) *http.Client {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}

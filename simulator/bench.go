@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"smartmeters/crypto"
+	"smartmeters/server/api"
 )
 
 // BenchConfig configures Bench.
@@ -166,7 +167,7 @@ func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Tim
 					if i > lo {
 						buf = append(buf, ',')
 					}
-					buf = appendReport(buf, pubs[m], sig, r)
+					buf = api.AppendReport(buf, pubs[m], sig, r)
 				}
 				if batch > 1 {
 					buf = append(buf, ']')
@@ -185,9 +186,9 @@ func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Tim
 // drive sends bodies with cfg.Concurrency requests in flight until they
 // run out or cfg.Duration passes.
 func drive(ctx context.Context, hc *http.Client, cfg BenchConfig, bodies [][]byte, total int) BenchResult {
-	url := strings.TrimRight(cfg.PublicURL, "/") + "/reportReading"
+	url := strings.TrimRight(cfg.PublicURL, "/") + api.PathReportReading
 	if cfg.Batch > 1 {
-		url += "s"
+		url = strings.TrimRight(cfg.PublicURL, "/") + api.PathReportReadings
 	}
 	if cfg.Duration > 0 {
 		var cancel context.CancelFunc

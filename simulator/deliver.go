@@ -13,10 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// problemTypePrefix starts the type of every problem the server answers.
-const problemTypePrefix = "urn:smartmeters:problem:"
+	"smartmeters/server/api"
+)
 
 // maxReplyBytes bounds how much of an answer is read.
 const maxReplyBytes = 64 << 10
@@ -147,8 +146,8 @@ func (c *client) exchange(ctx context.Context, url string, body []byte) (reply, 
 	rep := reply{status: res.StatusCode, body: raw, retryAfter: parseRetryAfter(res.Header.Get("Retry-After"), c.cfg.Now())}
 	if res.StatusCode >= 300 {
 		var p struct{ Type, Detail string }
-		if json.Unmarshal(raw, &p) == nil && strings.HasPrefix(p.Type, problemTypePrefix) {
-			rep.slug, rep.detail = strings.TrimPrefix(p.Type, problemTypePrefix), p.Detail
+		if json.Unmarshal(raw, &p) == nil {
+			rep.slug, rep.detail = api.Slug(p.Type), p.Detail
 		}
 	}
 	return rep, nil

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"smartmeters/crypto"
+	"smartmeters/server/api"
 )
 
 // maxRenames bounds how often a meter picks a new username because its
@@ -128,10 +129,7 @@ func (s *Simulator) register(ctx context.Context, m *MeterKey, rename func() str
 	pub := m.Key.Public()
 	lostAs := ""
 	for renames := 0; ; renames++ {
-		body, err := json.Marshal(struct {
-			Username        string `json:"username"`
-			Base64PublicKey string `json:"base64PublicKey"`
-		}{m.Username, pub.Base64()})
+		body, err := json.Marshal(api.RegisterRequest{Username: m.Username, Base64PublicKey: pub.Base64()})
 		if err != nil {
 			return fmt.Errorf("register %s: %w", m.Username, err)
 		}
@@ -144,7 +142,7 @@ func (s *Simulator) register(ctx context.Context, m *MeterKey, rename func() str
 		}
 		switch {
 		case rep.status == http.StatusCreated:
-			var got struct{ Fingerprint string }
+			var got api.RegisterResponse
 			if err := json.Unmarshal(rep.body, &got); err != nil {
 				return fmt.Errorf("register %s: answer is not JSON: %w", m.Username, err)
 			}
@@ -152,10 +150,10 @@ func (s *Simulator) register(ctx context.Context, m *MeterKey, rename func() str
 				return fmt.Errorf("register %s: server reports fingerprint %q, want %s", m.Username, got.Fingerprint, want)
 			}
 			return nil
-		case rep.slug == "key-taken" && lostAs != "":
+		case rep.slug == api.KeyTaken.Slug && lostAs != "":
 			m.Username = lostAs
 			return nil
-		case rep.slug == "username-taken" && renames < maxRenames:
+		case rep.slug == api.UsernameTaken.Slug && renames < maxRenames:
 			m.Username = rename()
 			continue
 		}

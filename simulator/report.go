@@ -2,12 +2,10 @@ package simulator
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 
-	"smartmeters/crypto"
+	"smartmeters/server/api"
 )
 
 // work signs and delivers the readings of jobs until it is closed. Readings
@@ -41,7 +39,7 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 	if j.kind == forgedSignature {
 		sig = corrupt(sig)
 	}
-	body := appendReport(make([]byte, 0, 160+len(pub)+2*len(sig)), pub, sig, j.reading)
+	body := api.AppendReport(make([]byte, 0, 160+len(pub)+2*len(sig)), pub, sig, j.reading)
 
 	s.st.lag.record(s.cfg.Now().Sub(j.due))
 	s.st.sent.Add(1)
@@ -67,20 +65,4 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 		s.logAccepted(j.m.username, j.reading)
 	}
 	s.st.record(j.kind, res)
-}
-
-// appendReport appends the JSON body of POST /reportReading to b. The
-// base64 alphabet needs no JSON escaping, so the body is built by hand.
-func appendReport(b []byte, pub string, sig []byte, r crypto.Reading) []byte {
-	b = append(b, `{"base64PublicKey":"`...)
-	b = append(b, pub...)
-	b = append(b, `","base64Signature":"`...)
-	b = base64.StdEncoding.AppendEncode(b, sig)
-	b = append(b, `","reading":{"whIn":`...)
-	b = strconv.AppendInt(b, r.WhIn, 10)
-	b = append(b, `,"whOut":`...)
-	b = strconv.AppendInt(b, r.WhOut, 10)
-	b = append(b, `,"timestamp":`...)
-	b = strconv.AppendInt(b, r.Timestamp, 10)
-	return append(b, "}}"...)
 }

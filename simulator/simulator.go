@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"smartmeters/crypto"
+	"smartmeters/server/api"
 )
 
 // Simulator runs a fleet of simulated meters against a server.
@@ -50,8 +51,8 @@ func New(cfg Config) (*Simulator, error) {
 		st:           st,
 		client:       &client{http: &http.Client{Transport: cfg.Transport}, cfg: cfg, st: st},
 		tamper:       newTamperer(cfg.Tamper, cfg.Seed),
-		reportURL:    strings.TrimRight(cfg.PublicURL, "/") + "/reportReading",
-		registerURL:  strings.TrimRight(cfg.AdminURL, "/") + "/register",
+		reportURL:    strings.TrimRight(cfg.PublicURL, "/") + api.PathReportReading,
+		registerURL:  strings.TrimRight(cfg.AdminURL, "/") + api.PathRegister,
 	}, nil
 }
 

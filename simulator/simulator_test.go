@@ -33,7 +33,11 @@ type middleware func(http.Handler) http.Handler
 func newTestServer(t testing.TB, wrapPublic, wrapAdmin middleware) testServer {
 	t.Helper()
 	conn := dbtest.SQLite(t).OpenMigrated(t)
-	srv := server.New(server.Config{}, store.New(conn), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := server.New(server.DefaultConfig(), server.StoresOf(store.New(conn)), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close) // after the listeners below have closed
 	pub, adm := srv.PublicHandler(), srv.AdminHandler()
 	if wrapPublic != nil {
 		pub = wrapPublic(pub)

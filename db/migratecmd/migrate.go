@@ -1,0 +1,122 @@
+// Package migratecmd is the `smartmeters migrate` command: the database
+// schema, whose migrations are built into the binary.
+package migratecmd
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/pressly/goose/v3"
+	"github.com/urfave/cli/v2"
+
+	"smartmeters/db"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// DatabaseURLFlag returns the --database-url flag of every command that
+// opens the store.
+func DatabaseURLFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name:    "database-url",
+		Usage:   "store to use: postgres://… or postgresql://… for PostgreSQL, sqlite:PATH (or a bare path) for the embedded store",
+		Value:   "sqlite:smartmeters.db",
+		EnvVars: []string{"SMARTMETERS_DATABASE_URL"},
+	}
+}
+
+// Command returns `smartmeters migrate`.
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:  "migrate",
+		Usage: "manage the database schema (migrations are built into the binary)",
+		Description: "Safe to run from several hosts at once on PostgreSQL: a session lock\n" +
+			"serialises them and each migration is applied once.",
+		Flags: []cli.Flag{DatabaseURLFlag()},
+		Subcommands: []*cli.Command{
+			{Name: "up", Usage: "apply every pending migration", Action: withMigrator(up)},
+			{Name: "down", Usage: "roll back the most recent migration", Action: withMigrator(down)},
+			{Name: "status", Usage: "list every migration and whether it is applied", Action: withMigrator(status)},
+			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Action: withMigrator(version)},
+		},
+	}
+}
+
+// withMigrator opens the store and its migrator for action.
+func withMigrator(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.Args().Present() {
+			return cli.Exit(fmt.Sprintf("unexpected argument %q (see --help)", c.Args().First()), 2)
+		}
+		conn, err := db.Open(c.Context, c.String("database-url"))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		p, err := db.NewMigrator(conn)
+		if err != nil {
+			return err
+		}
+		return action(c, p, conn)
+	}
+}
+
+func up(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
+	res, err := p.Up(c.Context)
+	for _, r := range res {
+		fmt.Fprintf(c.App.Writer, "applied %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+	}
+	if err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	v, err := p.GetDBVersion(c.Context)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "schema at version %d\n", v)
+	// On PostgreSQL, readings partitions for the months ahead, as a
+	// server would create them.
+	now := time.Now()
+	created, err := store.New(conn).EnsurePartitions(c.Context, now, now.Add(server.DefaultConfig().PartitionsAhead))
+	for _, part := range created {
+		fmt.Fprintf(c.App.Writer, "created partition %s\n", part.Name)
+	}
+	return err
+}
+
+func down(c *cli.Context, p *goose.Provider, _ *sqlx.DB) error {
+	r, err := p.Down(c.Context)
+	if err != nil {
+		return fmt.Errorf("migrate down: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "rolled back %s (%s)\n", r.Source.Path, r.Duration.Round(time.Millisecond))
+	return nil
+}
+
+func status(c *cli.Context, p *goose.Provider, _ *sqlx.DB) error {
+	st, err := p.Status(c.Context)
+	if err != nil {
+		return fmt.Errorf("migrate status: %w", err)
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tFILE")
+	for _, s := range st {
+		at := "-"
+		if !s.AppliedAt.IsZero() {
+			at = s.AppliedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.Source.Version, s.State, at, s.Source.Path)
+	}
+	return tw.Flush()
+}
+
+func version(c *cli.Context, p *goose.Provider, _ *sqlx.DB) error {
+	current, target, err := p.GetVersions(c.Context)
+	if err != nil {
+		return fmt.Errorf("migrate version: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "database %d, binary %d\n", current, target)
+	return nil
+}

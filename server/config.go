@@ -1,0 +1,100 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"smartmeters/server/ingest"
+)
+
+// Config is the configuration of a server and of the background work
+// `smartmeters serve` runs beside it. A zero field means zero (no wait, no
+// limit, none), never "the default": start from DefaultConfig, which holds
+// every default in one place.
+type Config struct {
+	Listen      string         // public address
+	AdminListen string         // admin address
+	AdminAllow  []netip.Prefix // networks allowed on the admin listener
+
+	MaxBodyBytes    int64         // largest body of a single report or an admin request
+	ShutdownTimeout time.Duration // how long Serve waits for requests in flight once told to stop
+	Now             func() time.Time
+
+	// How long a client may take (http.Server's timeouts).
+	ReadHeaderTimeout time.Duration // to send a request's headers
+	ReadTimeout       time.Duration // to send a whole request
+	WriteTimeout      time.Duration // from the end of the headers to the end of the answer
+	IdleTimeout       time.Duration // a keep-alive connection's wait for its next request
+
+	// RatePerAddress limits the public requests a second of each client
+	// address, with bursts of RateBurstPerAddress (0: ten seconds' worth);
+	// 0 means no limit.
+	RatePerAddress      float64
+	RateBurstPerAddress int
+	// MaxConcurrentRequests caps the public requests in progress; beyond it
+	// a request is answered 503 at once. 0 means no cap.
+	MaxConcurrentRequests int
+
+	// TLSCert and TLSKey name PEM files; set, both listeners serve TLS.
+	// AdminClientCA names a PEM file of CAs; set, the admin listener
+	// demands a client certificate one of them signed.
+	TLSCert, TLSKey, AdminClientCA string
+
+	// SchemaCheck, when set, tells /readyz whether the store's schema is
+	// what this binary needs (db.CheckSchema); its answer is cached for
+	// SchemaCheckTTL.
+	SchemaCheck    func(context.Context) error
+	SchemaCheckTTL time.Duration
+
+	// Ingest configures the hot path: verification, the key cache, the
+	// group commit and the per-meter rate limit. Its clock is Now.
+	Ingest ingest.Config
+
+	// Background work, which `serve` starts beside the listeners:
+	// partitions are created PartitionsAhead ahead of now and, when
+	// Retention is set, readings older than Retention dropped, every
+	// PartitionCheckEvery; with several servers on one database, each
+	// re-reads the key changes of the last two KeyResync periods every
+	// KeyResync, behind LISTEN/NOTIFY.
+	PartitionsAhead     time.Duration
+	PartitionCheckEvery time.Duration
+	Retention           time.Duration
+	KeyResync           time.Duration
+}
+
+// DefaultAdminAllow is the admin allowlist by default: loopback and the
+// private ranges.
+var DefaultAdminAllow = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("fc00::/7"),
+}
+
+// DefaultConfig returns the configuration of a server with every default:
+// the values `smartmeters serve` shows in its --help. Those of the ingest
+// path are ingest.DefaultConfig's. The store decides one field: set
+// Ingest.Committers to 1 for SQLite, which has one writer.
+func DefaultConfig() Config {
+	return Config{
+		Listen:                ":8080",
+		AdminListen:           "127.0.0.1:8081",
+		AdminAllow:            DefaultAdminAllow,
+		MaxBodyBytes:          64 << 10,
+		ShutdownTimeout:       30 * time.Second,
+		Now:                   time.Now,
+		ReadHeaderTimeout:     5 * time.Second,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           2 * time.Minute,
+		MaxConcurrentRequests: 1024,
+		SchemaCheckTTL:        5 * time.Second,
+		Ingest:                ingest.DefaultConfig(),
+		PartitionsAhead:       62 * 24 * time.Hour,
+		PartitionCheckEvery:   time.Hour,
+		KeyResync:             30 * time.Second,
+	}
+}

@@ -1,0 +1,105 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+
+	"smartmeters/crypto"
+	"smartmeters/server/api"
+)
+
+// UnmarshalStrict is json.Unmarshal without leniency: unknown fields,
+// anything after the value and a key repeated in one object are errors.
+// Every failure is a malformed-request problem a client can act on.
+func UnmarshalStrict(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return api.Errorf(api.MalformedRequest, "the body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.MalformedRequest, "%s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return api.Errorf(api.MalformedRequest, "unexpected data after the JSON value")
+	}
+	if key, dup := duplicateKey(body); dup {
+		return api.Errorf(api.MalformedRequest, "key %q appears twice in one object", key)
+	}
+	return nil
+}
+
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return "invalid JSON at byte " + strconv.FormatInt(syntax.Offset, 10) + ": " + syntax.Error()
+	case errors.As(err, &typ):
+		if typ.Field != "" {
+			return "field " + typ.Field + " must be " + jsonTypeName(typ.Type.String()) + ", not a JSON " + typ.Value
+		}
+		return "the body must be a JSON object, not a JSON " + typ.Value
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON value is truncated"
+	}
+	// Unknown fields and the like: encoding/json's own words are clear.
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func jsonTypeName(goType string) string {
+	switch goType {
+	case "int64", "*int64":
+		return "an integer between -9223372036854775808 and 9223372036854775807"
+	case "string":
+		return "a string"
+	}
+	return "a JSON " + strings.TrimPrefix(goType, "*")
+}
+
+// signedReading is a report that passed decoding: what verification needs.
+type signedReading struct {
+	fp        crypto.Fingerprint
+	reading   crypto.Reading
+	signature []byte
+}
+
+// decodeReport checks the shape of a report and decodes its key and
+// signature.
+func decodeReport(r *api.ReportRequest) (signedReading, error) {
+	var sr signedReading
+	if r.Base64PublicKey == "" {
+		return sr, api.Errorf(api.InvalidField, "base64PublicKey is required")
+	}
+	if r.Base64Signature == "" {
+		return sr, api.Errorf(api.InvalidField, "base64Signature is required")
+	}
+	if r.Reading == nil {
+		return sr, api.Errorf(api.InvalidField, "reading is required")
+	}
+	for _, f := range [...]struct {
+		name string
+		v    *int64
+	}{{"reading.whIn", r.Reading.WhIn}, {"reading.whOut", r.Reading.WhOut}, {"reading.timestamp", r.Reading.Timestamp}} {
+		if f.v == nil {
+			return sr, api.Errorf(api.InvalidField, "%s is required", f.name)
+		}
+		if *f.v < 0 {
+			return sr, api.Errorf(api.InvalidField, "%s is %d; it must be 0 or more", f.name, *f.v)
+		}
+	}
+	sr.reading = crypto.Reading{WhIn: *r.Reading.WhIn, WhOut: *r.Reading.WhOut, Timestamp: *r.Reading.Timestamp}
+	der, err := crypto.DecodePublicKey(r.Base64PublicKey)
+	if err != nil {
+		return sr, api.Errorf(api.InvalidKey, "base64PublicKey: %v", err)
+	}
+	sr.fp = crypto.FingerprintOf(der)
+	if sr.signature, err = crypto.DecodeSignature(r.Base64Signature); err != nil {
+		return sr, api.Errorf(api.InvalidSignature, "base64Signature: %v", err)
+	}
+	return sr, nil
+}

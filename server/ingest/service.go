@@ -1,0 +1,368 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"smartmeters/crypto"
+	"smartmeters/server/api"
+	"smartmeters/server/ratelimit"
+	"smartmeters/store"
+)
+
+// Config is the configuration of the ingest path. A zero field means zero,
+// not its default: start from DefaultConfig. Now may be nil for time.Now.
+type Config struct {
+	MinRSABits   int           // smallest RSA modulus accepted
+	MaxClockSkew time.Duration // how far ahead of the clock a reading may be
+	MaxBatch     int           // most readings in one batch report
+
+	// Group commit: readings verified by concurrent reports are written
+	// together, at most BatchMax in one statement, waiting at most BatchWait
+	// (0: not at all) for a batch to fill; Committers batches may be in
+	// flight at once, each bounded by CommitTimeout.
+	BatchMax      int
+	BatchWait     time.Duration
+	Committers    int
+	CommitTimeout time.Duration
+
+	KeyCacheSize     int           // registered keys kept parsed in memory
+	UnknownKeyTTL    time.Duration // how long an unknown or revoked key is remembered
+	KeyLookupTimeout time.Duration // bound on a key lookup that goes to the store
+
+	// RatePerKey limits the readings a second each meter may have stored,
+	// with bursts of RateBurstPerKey (0: ten seconds' worth); 0 means no
+	// limit.
+	RatePerKey      float64
+	RateBurstPerKey int
+
+	Now func() time.Time
+}
+
+// DefaultConfig returns the ingest path's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MinRSABits:       2048,
+		MaxClockSkew:     5 * time.Minute,
+		MaxBatch:         1000,
+		BatchMax:         1000,
+		BatchWait:        2 * time.Millisecond,
+		Committers:       4,
+		CommitTimeout:    5 * time.Second,
+		KeyCacheSize:     100_000,
+		UnknownKeyTTL:    2 * time.Second,
+		KeyLookupTimeout: 2 * time.Second,
+	}
+}
+
+// Service runs the ingest path. It is safe for concurrent use.
+type Service struct {
+	cfg      Config
+	keys     *KeyCache
+	commits  *committer
+	perKey   *ratelimit.Buckets[int64]
+	observer Observer
+	metrics  *metrics
+	logger   *slog.Logger
+}
+
+// New returns a Service that looks keys up in keys and stores readings in
+// readings, registering its metrics on reg and telling observer (which may
+// be nil) of every outcome. Call Close when no report can arrive any more.
+func New(cfg Config, keys KeyStore, readings ReadingStore, observer Observer, reg prometheus.Registerer, logger *slog.Logger) (*Service, error) {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"MinRSABits", cfg.MinRSABits}, {"MaxBatch", cfg.MaxBatch}, {"BatchMax", cfg.BatchMax}, {"Committers", cfg.Committers}, {"KeyCacheSize", cfg.KeyCacheSize}} {
+		if f.v < 1 {
+			return nil, fmt.Errorf("ingest: %s %d: must be at least 1", f.name, f.v)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    time.Duration
+	}{{"MaxClockSkew", cfg.MaxClockSkew}, {"CommitTimeout", cfg.CommitTimeout}, {"UnknownKeyTTL", cfg.UnknownKeyTTL}, {"KeyLookupTimeout", cfg.KeyLookupTimeout}} {
+		if f.v <= 0 {
+			return nil, fmt.Errorf("ingest: %s %s: must be positive", f.name, f.v)
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if observer == nil {
+		observer = nopObserver{}
+	}
+	m := newMetrics(reg)
+	return &Service{
+		cfg:      cfg,
+		keys:     newKeyCache(cfg, keys, m),
+		commits:  newCommitter(readings, cfg.Committers, cfg.BatchMax, cfg.BatchWait, cfg.CommitTimeout, m, logger),
+		perKey:   ratelimit.New[int64](cfg.RatePerKey, cfg.RateBurstPerKey),
+		observer: observer,
+		metrics:  m,
+		logger:   logger,
+	}, nil
+}
+
+// Keys returns the key cache, for whoever changes keys or follows the
+// changes made elsewhere.
+func (s *Service) Keys() *KeyCache { return s.keys }
+
+// Close stops the group commit after committing what is queued.
+func (s *Service) Close() { s.commits.close() }
+
+// Result is the outcome of one reading: its HTTP status and answer, or the
+// problem that refused it.
+type Result struct {
+	Code     int // http.StatusCreated, http.StatusOK, or Problem.Status
+	Response api.ReportResponse
+	Problem  *api.Problem
+}
+
+// Report stores the reading of body, the JSON of one api.ReportRequest,
+// and returns its outcome. Every refusal is a Result with a Problem, and
+// is counted; the returned error is nil.
+func (s *Service) Report(ctx context.Context, body []byte) Result {
+	var req api.ReportRequest
+	if err := UnmarshalStrict(body, &req); err != nil {
+		return s.refused(err, 0)
+	}
+	s.metrics.received.Inc()
+	row, meterID, err := s.check(ctx, &req)
+	if err != nil {
+		return s.refused(err, meterID)
+	}
+	results, err := s.commits.submit(ctx, []store.Reading{row})
+	if err != nil {
+		return s.refused(s.storeFailure(err), 0)
+	}
+	return s.outcome(row, results[0])
+}
+
+// ReportBatch stores the readings of body, a JSON array of
+// api.ReportRequest, and returns one Result per reading, in order. A body
+// that is not such an array, or holds none or more than MaxBatch, is
+// refused as a whole with a *api.Problem. Verification is spread over the
+// cores and the valid readings go to the group commit together.
+func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error) {
+	var reqs []api.ReportRequest
+	if err := UnmarshalStrict(body, &reqs); err != nil {
+		return nil, s.Refuse(err)
+	}
+	if len(reqs) == 0 {
+		return nil, s.Refuse(api.Errorf(api.InvalidField, "the array is empty; send 1 to %d readings", s.cfg.MaxBatch))
+	}
+	if len(reqs) > s.cfg.MaxBatch {
+		return nil, s.Refuse(api.Errorf(api.BatchTooLarge, "%d readings in one request; at most %d are allowed", len(reqs), s.cfg.MaxBatch))
+	}
+	s.metrics.received.Add(float64(len(reqs)))
+
+	rows := make([]store.Reading, len(reqs))
+	meters := make([]int64, len(reqs))
+	errs := make([]error, len(reqs))
+	s.checkAll(ctx, reqs, rows, meters, errs)
+
+	results := make([]Result, len(reqs))
+	var valid []store.Reading
+	var validIdx []int
+	for i, err := range errs {
+		if err == nil {
+			valid = append(valid, rows[i])
+			validIdx = append(validIdx, i)
+		} else {
+			results[i] = s.refused(err, meters[i])
+		}
+	}
+	if len(valid) > 0 {
+		commits, err := s.commits.submit(ctx, valid)
+		for j, i := range validIdx {
+			if err != nil {
+				results[i] = s.refused(s.storeFailure(err), 0)
+				continue
+			}
+			results[i] = s.outcome(valid[j], commits[j])
+		}
+	}
+	return results, nil
+}
+
+// Refuse counts a report refused before it could be decoded (a body too
+// large, of the wrong type) and returns err.
+func (s *Service) Refuse(err error) error {
+	var p *api.Problem
+	if errors.As(err, &p) {
+		s.count(p, 0)
+	}
+	return err
+}
+
+// refused counts a refused reading and returns its Result. err is a
+// *api.Problem or, for a bug, anything else, which is logged and answered
+// as internal.
+func (s *Service) refused(err error, meterID int64) Result {
+	var p *api.Problem
+	if !errors.As(err, &p) {
+		s.logger.Error("reading failed", "err", err)
+		p = api.Errorf(api.Internal, "internal error")
+	}
+	s.count(p, meterID)
+	return Result{Code: p.Status, Problem: p}
+}
+
+func (s *Service) count(p *api.Problem, meterID int64) {
+	slug := p.Slug()
+	s.metrics.rejected.WithLabelValues(slug).Inc()
+	s.observer.Rejected(slug, meterID, s.cfg.Now())
+}
+
+// check runs every test a report must pass before it is stored, cheapest
+// first so that an unknown key costs no signature verification: decode,
+// look the key up, verify, check the clock and the allowance. It returns
+// the row to store, or a problem; meterID is set once the key is known.
+func (s *Service) check(ctx context.Context, req *api.ReportRequest) (row store.Reading, meterID int64, err error) {
+	sr, err := decodeReport(req)
+	if err != nil {
+		return row, 0, err
+	}
+	mk, err := s.lookupKey(ctx, sr.fp)
+	if err != nil {
+		return row, 0, err
+	}
+	row, err = s.verify(sr, mk)
+	return row, mk.meterID, err
+}
+
+// checkAll runs check on every request, leaving the row, meter and error
+// at the same index. Decoding and key lookups (memory, mostly) run in
+// order; signature verification, the costly part, runs on all cores.
+func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, rows []store.Reading, meters []int64, errs []error) {
+	type job struct {
+		sr signedReading
+		mk meterKey
+	}
+	jobs := make([]job, len(reqs))
+	for i := range reqs {
+		sr, err := decodeReport(&reqs[i])
+		if err == nil {
+			jobs[i].mk, err = s.lookupKey(ctx, sr.fp)
+			meters[i] = jobs[i].mk.meterID
+		}
+		jobs[i].sr, errs[i] = sr, err
+	}
+	workers := min(runtime.GOMAXPROCS(0), (len(reqs)+7)/8)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(reqs) {
+					return
+				}
+				if errs[i] == nil {
+					rows[i], errs[i] = s.verify(jobs[i].sr, jobs[i].mk)
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// lookupKey returns the meter key registered under fp, or the unknown-key
+// or key-revoked problem.
+func (s *Service) lookupKey(ctx context.Context, fp crypto.Fingerprint) (meterKey, error) {
+	mk, err := s.keys.lookup(ctx, fp)
+	if errors.Is(err, errUnknownKey) {
+		return meterKey{}, api.Errorf(api.UnknownKey, "no meter is registered with this public key (fingerprint %s)", fp)
+	}
+	if errors.Is(err, errRevokedKey) {
+		return meterKey{}, api.Errorf(api.KeyRevoked, "this public key (fingerprint %s) has been revoked", fp)
+	}
+	if err != nil {
+		return meterKey{}, s.storeFailure(err)
+	}
+	return mk, nil
+}
+
+// verify checks the signature, the clock and the allowance of a reading
+// whose key is known.
+func (s *Service) verify(sr signedReading, mk meterKey) (store.Reading, error) {
+	start := time.Now()
+	err := mk.key.Verify(sr.reading, sr.signature)
+	mk.observeVerify.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return store.Reading{}, api.Errorf(api.InvalidSignature, "%v", err)
+	}
+	now := s.cfg.Now()
+	if ahead := time.UnixMilli(sr.reading.Timestamp).Sub(now); ahead > s.cfg.MaxClockSkew {
+		return store.Reading{}, api.Errorf(api.TimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
+			sr.reading.Timestamp, ahead.Round(time.Millisecond), s.cfg.MaxClockSkew)
+	}
+	if err := s.allowReading(mk.meterID, now); err != nil {
+		return store.Reading{}, err
+	}
+	return store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}, nil
+}
+
+// allowReading spends one token of meter id's bucket, or returns the
+// rate-limited problem. It is called only once a reading's signature has
+// verified, so that a forger, who knows a meter's public key, cannot spend
+// that meter's allowance.
+func (s *Service) allowReading(id int64, now time.Time) error {
+	ok, wait := s.perKey.Take(id, 1, now)
+	if ok {
+		return nil
+	}
+	p := api.Errorf(api.RateLimited, "meter %d reports more than %g readings a second; retry in %s",
+		id, s.perKey.Rate(), wait.Round(time.Millisecond))
+	p.RetryAfter = wait
+	return p
+}
+
+// outcome turns what the store did with a reading into its Result, and
+// counts it.
+func (s *Service) outcome(row store.Reading, res commitResult) Result {
+	if res.err != nil {
+		// A store failure says nothing about the meter.
+		return s.refused(s.storeFailure(res.err), 0)
+	}
+	switch res.outcome {
+	case store.Stored:
+		s.metrics.stored.Inc()
+		s.observer.Stored(row.MeterID, row.Reading, row.ReceivedAt)
+		return Result{Code: http.StatusCreated, Response: api.ReportResponse{Status: api.StatusStored, MeterID: row.MeterID, Timestamp: row.Timestamp}}
+	case store.Duplicate:
+		s.metrics.duplicate.Inc()
+		return Result{Code: http.StatusOK, Response: api.ReportResponse{Status: api.StatusDuplicate, MeterID: row.MeterID, Timestamp: row.Timestamp}}
+	case store.Conflict:
+		return s.refused(api.Errorf(api.ReadingConflict, "meter %d already has a different reading at timestamp %d", row.MeterID, row.Timestamp), row.MeterID)
+	case store.Decreased:
+		return s.refused(api.Errorf(api.RegisterDecreased, "whIn %d or whOut %d at timestamp %d is below meter %d's reading before it in time or above its reading after it; registers are cumulative",
+			row.WhIn, row.WhOut, row.Timestamp, row.MeterID), row.MeterID)
+	}
+	return s.refused(fmt.Errorf("unexpected store outcome %s", res.outcome), row.MeterID)
+}
+
+// storeFailure turns an error of the store into a 503 the client may
+// retry: nothing was acknowledged, so a retry loses nothing and duplicates
+// nothing. The error itself goes to the log.
+func (s *Service) storeFailure(err error) error {
+	var p *api.Problem
+	if errors.As(err, &p) {
+		return err
+	}
+	s.logger.Error("store failure", "err", err)
+	if errors.Is(err, errClosed) {
+		return api.Errorf(api.Unavailable, "the server is shutting down; retry")
+	}
+	return api.Errorf(api.Unavailable, "the store did not take the reading; retry")
+}

@@ -1,0 +1,78 @@
+package reporting
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/server/api"
+	"smartmeters/server/reporting/energy"
+)
+
+// energyBucketJSON is the energy of one bucket [start, end). WhIn and WhOut
+// are null, and Complete false, when a register cannot be interpolated at
+// one of the bucket's edges: no reading at or before it, or none at or
+// after it.
+type energyBucketJSON struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	WhIn     *float64  `json:"whIn"`
+	WhOut    *float64  `json:"whOut"`
+	Complete bool      `json:"complete"`
+}
+
+type consumptionJSON struct {
+	MeterID int64              `json:"meterId"`
+	Bucket  string             `json:"bucket"`
+	From    time.Time          `json:"from"`
+	To      time.Time          `json:"to"`
+	Buckets []energyBucketJSON `json:"buckets"`
+	// Total sums the complete buckets.
+	Total struct {
+		WhIn  float64 `json:"whIn"`
+		WhOut float64 `json:"whOut"`
+	} `json:"total"`
+}
+
+// handleConsumption reports a meter's energy per bucket:
+// GET /meters/{id}/consumption?from=&to=&bucket=15m|1h|1d (also 1m, 5m).
+// The window is widened to whole buckets and defaults to the last 24 hours
+// in 1h buckets.
+func (a *API) handleConsumption(c echo.Context) error {
+	id, err := api.ParseMeterID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	q := queryParams{c: c}
+	name, b := q.bucket("bucket", "1h")
+	to := q.time("to", a.now())
+	from := q.time("from", to.Add(-24*time.Hour))
+	if q.err != nil {
+		return q.err
+	}
+	from, to, err = bucketWindow(from, to, b)
+	if err != nil {
+		return err
+	}
+	if _, err := a.meterSummary(c, id); err != nil {
+		return err
+	}
+	rs, err := a.store.RegisterSeries(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return err
+	}
+	out := consumptionJSON{MeterID: id, Bucket: name, From: from, To: to}
+	buckets := energy.Apportion(rs, from, to, b)
+	out.Buckets = make([]energyBucketJSON, len(buckets))
+	for i, eb := range buckets {
+		out.Buckets[i] = energyBucketJSON{Start: eb.Start, End: eb.End}
+		if eb.Complete {
+			out.Buckets[i].WhIn, out.Buckets[i].WhOut, out.Buckets[i].Complete = &eb.WhIn, &eb.WhOut, true
+			out.Total.WhIn += eb.WhIn
+			out.Total.WhOut += eb.WhOut
+		}
+	}
+	out.Total.WhIn, out.Total.WhOut = energy.RoundWh(out.Total.WhIn), energy.RoundWh(out.Total.WhOut)
+	return c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,148 @@
+package reporting
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/crypto"
+	"smartmeters/server/reporting/energy"
+)
+
+// Fleet energy defaults: the last hour in 5-minute buckets, which is what a
+// live power chart shows and keeps /fleet cheap however long the history
+// is. Wider windows are asked for with from and to.
+const (
+	defaultFleetBucket = "5m"
+	defaultFleetSpan   = time.Hour
+	// fleetLookback is how far outside the window readings are taken to
+	// apportion the energy at its edges.
+	fleetLookback = 30 * time.Minute
+)
+
+// fleetFigures are the fleet's counts, shared by GET /fleet and the SSE
+// "fleet" event.
+type fleetFigures struct {
+	MetersRegistered  int64            `json:"metersRegistered"`
+	MetersReporting   int64            `json:"metersReporting"`
+	ReportingWindow   string           `json:"reportingWindow"`
+	ReadingsPerSecond float64          `json:"readingsPerSecond"`
+	ReadingsStored    int64            `json:"readingsStored"`
+	Rejected          map[string]int64 `json:"rejected"`
+	RejectedTotal     int64            `json:"rejectedTotal"`
+}
+
+type fleetJSON struct {
+	GeneratedAt time.Time `json:"generatedAt"`
+	fleetFigures
+	Energy fleetEnergyJSON `json:"energy"`
+}
+
+type fleetEnergyJSON struct {
+	Bucket  string            `json:"bucket"`
+	From    time.Time         `json:"from"`
+	To      time.Time         `json:"to"`
+	Buckets []fleetBucketJSON `json:"buckets"`
+}
+
+// fleetBucketJSON is the fleet's energy in one bucket and the mean power it
+// stands for. Partial marks the bucket still in progress.
+type fleetBucketJSON struct {
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	WhIn     float64   `json:"whIn"`
+	WhOut    float64   `json:"whOut"`
+	WattsIn  float64   `json:"wattsIn"`
+	WattsOut float64   `json:"wattsOut"`
+	Partial  bool      `json:"partial"`
+}
+
+// handleFleet reports the fleet's figures:
+// GET /fleet?window=60s&bucket=5m&from=&to=.
+func (a *API) handleFleet(c echo.Context) error {
+	q := queryParams{c: c}
+	window := q.duration("window", defaultReportingWindow, time.Second, 24*time.Hour)
+	name, b := q.bucket("bucket", defaultFleetBucket)
+	now := a.now().UTC()
+	to := q.time("to", now)
+	from := q.time("from", to.Add(-defaultFleetSpan))
+	if q.err != nil {
+		return q.err
+	}
+	from, to, err := bucketWindow(from, to, b)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	out := fleetJSON{GeneratedAt: now, fleetFigures: fleetFigures{ReportingWindow: window.String()}}
+	if out.MetersRegistered, err = a.store.CountMeters(ctx); err != nil {
+		return err
+	}
+	if out.MetersReporting, err = a.store.CountReportingMeters(ctx, now.Add(-window)); err != nil {
+		return err
+	}
+	a.live.fill(&out.fleetFigures, now)
+	sums, err := a.fleetEnergy(ctx, from, to, b)
+	if err != nil {
+		return err
+	}
+	out.Energy = fleetEnergyOut(name, from, to, b, now, sums)
+	return c.JSON(http.StatusOK, out)
+}
+
+// fill copies the live figures into f.
+func (l *Live) fill(f *fleetFigures, now time.Time) {
+	f.Rejected = map[string]int64{}
+	if l == nil {
+		return
+	}
+	f.ReadingsPerSecond = l.readingsPerSecond(now)
+	f.ReadingsStored = l.stored.Load()
+	f.Rejected = l.rejectedByReason()
+	for _, n := range f.Rejected {
+		f.RejectedTotal += n
+	}
+}
+
+// fleetEnergyOut renders the energy per bucket of [from, to).
+func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.Time, sums [][2]float64) fleetEnergyJSON {
+	out := fleetEnergyJSON{Bucket: name, From: from, To: to, Buckets: make([]fleetBucketJSON, len(sums))}
+	hours := b.Hours()
+	for i, e := range sums {
+		start := from.Add(time.Duration(i) * b)
+		fb := fleetBucketJSON{Start: start, End: start.Add(b), Partial: start.Add(b).After(now)}
+		fb.WhIn, fb.WhOut = energy.RoundWh(e[0]), energy.RoundWh(e[1])
+		fb.WattsIn, fb.WattsOut = energy.RoundWh(e[0]/hours), energy.RoundWh(e[1]/hours)
+		out.Buckets[i] = fb
+	}
+	return out
+}
+
+// fleetEnergy returns the energy all meters imported and exported in each
+// bucket of width b over [from, to), which bucketWindow has aligned.
+//
+// Each pair of consecutive readings of a meter is a segment over which the
+// register difference is spread evenly in time; a bucket gets the share of
+// every segment that overlaps it. For one meter that is the same figure as
+// interpolating the registers at the bucket's edges and subtracting (see
+// energy.Apportion); summed over the fleet it needs one pass over the readings in
+// the window, in timestamp order, with no query per meter and no sort.
+// Readings are taken from fleetLookback before from (and after to), so that
+// segments straddling the window's edges count; a meter whose readings are
+// further apart than that contributes nothing to the edge buckets.
+func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Duration) ([][2]float64, error) {
+	sum := energy.NewFleet(from, b, int(to.Sub(from)/b))
+	last := make(map[int64]crypto.Reading)
+	err := a.store.EachRegisterBetween(ctx, from.UnixMilli()-fleetLookback.Milliseconds(), to.UnixMilli()+fleetLookback.Milliseconds(),
+		func(id int64, r crypto.Reading) error {
+			prev, ok := last[id]
+			last[id] = r
+			if ok && r.Timestamp > prev.Timestamp {
+				sum.AddSegment(prev, r)
+			}
+			return nil
+		})
+	return sum.Buckets, err
+}

@@ -1,0 +1,191 @@
+package reporting
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/server/api"
+	"smartmeters/store"
+)
+
+// defaultReportingWindow is how recent a meter's last reading must be for
+// the meter to count as reporting, unless a request's window says otherwise.
+const defaultReportingWindow = 60 * time.Second
+
+// Meter states, as the API and the dashboard show them.
+const (
+	stateReporting = "reporting" // a reading within the window, none rejected since
+	stateSilent    = "silent"    // no reading within the window
+	stateRejected  = "rejected"  // a reading rejected within the window
+)
+
+type meterJSON struct {
+	ID            int64           `json:"id"`
+	Username      string          `json:"username"`
+	Algorithm     string          `json:"algorithm"`
+	Fingerprint   string          `json:"fingerprint"`
+	RegisteredAt  time.Time       `json:"registeredAt"`
+	State         string          `json:"state"`
+	LastReading   *readingJSONOut `json:"lastReading"`
+	LastRejection *rejectionJSON  `json:"lastRejection"`
+}
+
+type readingJSONOut struct {
+	Timestamp       time.Time `json:"timestamp"`
+	WhIn            int64     `json:"whIn"`
+	WhOut           int64     `json:"whOut"`
+	ReceivedAt      time.Time `json:"receivedAt"`
+	Base64Signature string    `json:"base64Signature,omitempty"`
+}
+
+type rejectionJSON struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+func readingOut(r store.Reading) *readingJSONOut {
+	out := &readingJSONOut{Timestamp: r.Time(), WhIn: r.WhIn, WhOut: r.WhOut, ReceivedAt: r.ReceivedAt}
+	if len(r.Signature) > 0 {
+		out.Base64Signature = base64.StdEncoding.EncodeToString(r.Signature)
+	}
+	return out
+}
+
+// meterOut renders ms with its state as of now.
+func (a *API) meterOut(ms store.MeterSummary, now time.Time, window time.Duration) meterJSON {
+	out := meterJSON{
+		ID:           ms.ID,
+		Username:     ms.Username,
+		Algorithm:    ms.Algorithm,
+		Fingerprint:  ms.Fingerprint.String(),
+		RegisteredAt: ms.RegisteredAt,
+		State:        stateSilent,
+	}
+	if ms.LastReading != nil {
+		out.LastReading = readingOut(*ms.LastReading)
+		if now.Sub(ms.LastReading.Time()) <= window {
+			out.State = stateReporting
+		}
+	}
+	if rej, ok := a.live.lastRejection(ms.ID); ok {
+		out.LastRejection = &rejectionJSON{Reason: rej.reason, At: rej.at}
+		if now.Sub(rej.at) <= window && (ms.LastReading == nil || !ms.LastReading.ReceivedAt.After(rej.at)) {
+			out.State = stateRejected
+		}
+	}
+	return out
+}
+
+type meterListJSON struct {
+	Meters []meterJSON `json:"meters"`
+	// Next is the after cursor of the next page; absent on the last page.
+	Next *int64 `json:"next,omitempty"`
+}
+
+// handleListMeters lists meters in id order: GET /meters?username=&after=&limit=&window=.
+func (a *API) handleListMeters(c echo.Context) error {
+	q := queryParams{c: c}
+	f := store.MeterFilter{
+		UsernamePrefix: q.text("username"),
+		AfterID:        q.int("after", 0, 0, 1<<62),
+		Limit:          int(q.int("limit", defaultPageLimit, 1, maxPageLimit)),
+	}
+	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	if q.err != nil {
+		return q.err
+	}
+	// One more than asked tells whether there is a next page.
+	want := f.Limit
+	f.Limit++
+	ms, err := a.store.ListMeters(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := meterListJSON{Meters: make([]meterJSON, 0, min(len(ms), want))}
+	now := a.now()
+	for i, m := range ms {
+		if i == want {
+			next := ms[i-1].ID
+			out.Next = &next
+			break
+		}
+		out.Meters = append(out.Meters, a.meterOut(m, now, window))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// handleMeter shows one meter with its latest reading: GET /meters/{id}.
+func (a *API) handleMeter(c echo.Context) error {
+	id, err := api.ParseMeterID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	q := queryParams{c: c}
+	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	if q.err != nil {
+		return q.err
+	}
+	ms, err := a.meterSummary(c, id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, a.meterOut(ms, a.now(), window))
+}
+
+func (a *API) meterSummary(c echo.Context, id int64) (store.MeterSummary, error) {
+	ms, err := a.store.MeterSummaryByID(c.Request().Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return ms, api.Errorf(api.NotFound, "no meter %d", id)
+	}
+	return ms, err
+}
+
+type readingPageJSON struct {
+	MeterID  int64             `json:"meterId"`
+	From     time.Time         `json:"from"`
+	To       time.Time         `json:"to"`
+	Readings []*readingJSONOut `json:"readings"`
+	// Next is the from of the next page; absent on the last page.
+	Next *time.Time `json:"next,omitempty"`
+}
+
+// handleMeterReadings pages through a meter's readings in time order:
+// GET /meters/{id}/readings?from=&to=&limit=. from is inclusive, to
+// exclusive; they default to the last 24 hours.
+func (a *API) handleMeterReadings(c echo.Context) error {
+	id, err := api.ParseMeterID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	q := queryParams{c: c}
+	to := q.time("to", a.now().Add(time.Millisecond))
+	from := q.time("from", to.Add(-24*time.Hour))
+	limit := int(q.int("limit", defaultPageLimit, 1, maxPageLimit))
+	if q.err != nil {
+		return q.err
+	}
+	if !to.After(from) {
+		return api.Errorf(api.InvalidParameter, "to must be after from")
+	}
+	if _, err := a.meterSummary(c, id); err != nil {
+		return err
+	}
+	rs, err := a.store.ReadingsBetween(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli(), limit+1)
+	if err != nil {
+		return err
+	}
+	out := readingPageJSON{MeterID: id, From: from, To: to, Readings: make([]*readingJSONOut, 0, min(len(rs), limit))}
+	for i, r := range rs {
+		if i == limit {
+			next := rs[i-1].Time().Add(time.Millisecond)
+			out.Next = &next
+			break
+		}
+		out.Readings = append(out.Readings, readingOut(r))
+	}
+	return c.JSON(http.StatusOK, out)
+}

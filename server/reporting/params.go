@@ -1,0 +1,129 @@
+package reporting
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/server/api"
+)
+
+// Reporting limits shared by the query parameters.
+const (
+	defaultPageLimit = 100
+	maxPageLimit     = 1000
+	maxBuckets       = 10000
+)
+
+// buckets are the bucket widths the consumption and fleet endpoints accept,
+// by the name a client gives.
+var buckets = map[string]time.Duration{
+	"1m":  time.Minute,
+	"5m":  5 * time.Minute,
+	"15m": 15 * time.Minute,
+	"1h":  time.Hour,
+	"1d":  24 * time.Hour,
+}
+
+// queryParams reads a request's query parameters; the first bad one becomes
+// an invalid-parameter problem, kept in err so that a handler checks once.
+type queryParams struct {
+	c   echo.Context
+	err error
+}
+
+func (q *queryParams) fail(name, format string, args ...any) {
+	if q.err == nil {
+		q.err = api.Errorf(api.InvalidParameter, "%s: "+format, append([]any{name}, args...)...)
+	}
+}
+
+// time parses name as RFC 3339 or as Unix milliseconds; def when absent.
+func (q *queryParams) time(name string, def time.Time) time.Time {
+	v := q.c.QueryParam(name)
+	if v == "" {
+		return def
+	}
+	t, err := parseTime(v)
+	if err != nil {
+		q.fail(name, "%q is neither RFC 3339 nor Unix milliseconds", v)
+		return def
+	}
+	return t
+}
+
+func parseTime(v string) (time.Time, error) {
+	if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.UnixMilli(ms).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+// int parses name as an integer in [lo, hi]; def when absent.
+func (q *queryParams) int(name string, def, lo, hi int64) int64 {
+	v := q.c.QueryParam(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		q.fail(name, "%q is not an integer from %d to %d", v, lo, hi)
+		return def
+	}
+	return n
+}
+
+// duration parses name as a Go duration such as 60s or 5m in [lo, hi].
+func (q *queryParams) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v := q.c.QueryParam(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		q.fail(name, "%q is not a duration from %s to %s", v, lo, hi)
+		return def
+	}
+	return d
+}
+
+// bucket parses name as one of the bucket widths.
+func (q *queryParams) bucket(name, def string) (string, time.Duration) {
+	v := q.c.QueryParam(name)
+	if v == "" {
+		v = def
+	}
+	d, ok := buckets[v]
+	if !ok {
+		q.fail(name, "%q is not one of 1m, 5m, 15m, 1h, 1d", v)
+		return def, buckets[def]
+	}
+	return v, d
+}
+
+// text returns name as given.
+func (q *queryParams) text(name string) string {
+	return strings.TrimSpace(q.c.QueryParam(name))
+}
+
+// bucketWindow aligns [from, to) outward to whole buckets of width b since
+// the Unix epoch (so 1d buckets are UTC days) and checks the result.
+func bucketWindow(from, to time.Time, b time.Duration) (time.Time, time.Time, error) {
+	from = from.Truncate(b)
+	if t := to.Truncate(b); t.Before(to) {
+		to = t.Add(b)
+	}
+	if !to.After(from) {
+		return from, to, api.Errorf(api.InvalidParameter, "to must be after from")
+	}
+	if n := to.Sub(from) / b; n > maxBuckets {
+		return from, to, api.Errorf(api.InvalidParameter, "%d buckets asked for; at most %d", n, maxBuckets)
+	}
+	return from, to, nil
+}

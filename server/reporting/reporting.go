@@ -1,0 +1,63 @@
+// Package reporting reads the fleet back for operators: the meter list and
+// each meter's state, readings and consumption, the fleet's figures, the
+// CSV export, the live event stream and the dashboard, all on the admin
+// listener.
+//
+// It learns what ingest does through Live, an ingest.Observer, and reads
+// everything else from its own Store; it never touches the ingest path.
+// The energy arithmetic is the pure package energy.
+package reporting
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"smartmeters/crypto"
+	"smartmeters/store"
+)
+
+// Store is what the reporting API needs from storage: reading the fleet
+// and its readings back.
+type Store interface {
+	ListMeters(ctx context.Context, f store.MeterFilter) ([]store.MeterSummary, error)
+	MeterSummaryByID(ctx context.Context, id int64) (store.MeterSummary, error)
+	MeterKeys(ctx context.Context, id int64) ([]store.MeterKey, error)
+	ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
+	EachReading(ctx context.Context, meterID int64, fn func(store.Reading) error) error
+	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
+	CountMeters(ctx context.Context) (int64, error)
+	CountReportingMeters(ctx context.Context, since time.Time) (int64, error)
+	EachRegisterBetween(ctx context.Context, from, to int64, fn func(meterID int64, r crypto.Reading) error) error
+}
+
+// API serves the reporting endpoints and the dashboard.
+type API struct {
+	store  Store
+	live   *Live
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+// New returns the reporting API over st, with the live figures of live;
+// now is the clock (nil for time.Now).
+func New(st Store, live *Live, now func() time.Time, logger *slog.Logger) *API {
+	if now == nil {
+		now = time.Now
+	}
+	return &API{store: st, live: live, now: now, logger: logger}
+}
+
+// Route sets up the reporting endpoints and the dashboard on e.
+func (a *API) Route(e *echo.Echo) {
+	e.GET("/meters", a.handleListMeters)
+	e.GET("/meters/:id", a.handleMeter)
+	e.GET("/meters/:id/readings", a.handleMeterReadings)
+	e.GET("/meters/:id/consumption", a.handleConsumption)
+	e.GET("/meters/:id/export.csv", a.handleExport)
+	e.GET("/fleet", a.handleFleet)
+	e.GET("/events", a.handleEvents)
+	a.routeDashboard(e)
+}

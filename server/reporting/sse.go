@@ -1,0 +1,156 @@
+package reporting
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Event stream timing: a fleet event every fleetEventEvery; each write may
+// take at most eventWriteTimeout, past which the client is dropped; the
+// store's counts in the fleet event are refreshed at most every
+// fleetCountsTTL, whatever the number of clients.
+const (
+	fleetEventEvery   = time.Second
+	eventWriteTimeout = 10 * time.Second
+	fleetCountsTTL    = 5 * time.Second
+)
+
+// fleetEventJSON is the data of an SSE "fleet" event.
+type fleetEventJSON struct {
+	At time.Time `json:"at"`
+	fleetFigures
+	// SkippedReadings counts the readings this client was not sent since
+	// it connected, because they came faster than the per-client limit.
+	SkippedReadings int64 `json:"skippedReadings"`
+}
+
+// handleEvents streams Server-Sent Events: GET /events. "reading" events
+// carry accepted readings, at most maxReadingEventsPerSecond a second per
+// client (the rest are counted in the next fleet event's skippedReadings);
+// a "fleet" event each second carries the fleet figures. The stream ends
+// when the client goes away, when the server shuts down, or when the client
+// reads too slowly.
+func (a *API) handleEvents(c echo.Context) error {
+	req := c.Request()
+	ctx := req.Context()
+	res := c.Response()
+	h := res.Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	res.WriteHeader(http.StatusOK)
+
+	rc := http.NewResponseController(res)
+	send := func(event string, data any) bool {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return false
+		}
+		// Each event moves the deadline: the server's WriteTimeout would
+		// otherwise end every stream after 30 seconds.
+		if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
+			a.logger.DebugContext(ctx, "events: no write deadline", "err", err)
+		}
+		if _, err := fmt.Fprintf(res, "event: %s\ndata: %s\n\n", event, b); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+
+	sub := a.live.hub.subscribe()
+	defer a.live.hub.unsubscribe(sub)
+	stop := a.live.shutdownSignal(req)
+	tick := time.NewTicker(fleetEventEvery)
+	defer tick.Stop()
+	if !send("fleet", a.fleetEvent(ctx, sub)) {
+		return nil
+	}
+	for {
+		select {
+		case ev := <-sub.events:
+			if !send("reading", ev) {
+				return nil
+			}
+		case <-tick.C:
+			if !send("fleet", a.fleetEvent(ctx, sub)) {
+				return nil
+			}
+		case <-sub.gone:
+			a.logger.InfoContext(ctx, "events: slow client dropped", "remote", c.RealIP())
+			return nil
+		case <-stop:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (a *API) fleetEvent(ctx context.Context, sub *subscriber) fleetEventJSON {
+	now := a.now().UTC()
+	ev := fleetEventJSON{At: now, SkippedReadings: sub.skipped.Load()}
+	a.live.fill(&ev.fleetFigures, now)
+	ev.MetersRegistered, ev.MetersReporting = a.live.counts(ctx, a.store, a.logger, now)
+	ev.ReportingWindow = defaultReportingWindow.String()
+	return ev
+}
+
+// fleetCounts caches the store's meter counts for the event stream.
+type fleetCounts struct {
+	mu                    sync.Mutex
+	at                    time.Time
+	registered, reporting int64
+}
+
+// counts returns the registered and reporting meters, asking the store at
+// most every fleetCountsTTL; on a store error it keeps the last figures.
+func (l *Live) counts(ctx context.Context, st Store, logger *slog.Logger, now time.Time) (registered, reporting int64) {
+	fc := &l.fleetCounts
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if now.Sub(fc.at) < fleetCountsTTL {
+		return fc.registered, fc.reporting
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	reg, err := st.CountMeters(ctx)
+	if err == nil {
+		var rep int64
+		rep, err = st.CountReportingMeters(ctx, now.Add(-defaultReportingWindow))
+		if err == nil {
+			fc.registered, fc.reporting = reg, rep
+		}
+	}
+	if err != nil {
+		logger.WarnContext(ctx, "events: count meters", "err", err)
+	}
+	fc.at = now
+	return fc.registered, fc.reporting
+}
+
+// shutdownSignal returns a channel that is closed when the http.Server
+// serving req starts shutting down, so that event streams end instead of
+// holding the shutdown up until its timeout. Without an http.Server (as
+// under a bare handler in tests) it returns nil, which never fires.
+func (l *Live) shutdownSignal(req *http.Request) <-chan struct{} {
+	hs, ok := req.Context().Value(http.ServerContextKey).(*http.Server)
+	if !ok {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ch, ok := l.shutdown[hs]; ok {
+		return ch
+	}
+	ch := make(chan struct{})
+	l.shutdown[hs] = ch
+	hs.RegisterOnShutdown(func() { close(ch) })
+	return ch
+}

@@ -1,0 +1,140 @@
+package servecmd
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"smartmeters/db/migratecmd"
+	"smartmeters/server"
+)
+
+// env names a flag's environment variable.
+func env(name string) []string { return []string{"SMARTMETERS_" + name} }
+
+// flags are serve's flags; each default is server.DefaultConfig's.
+func flags() []cli.Flag {
+	def := server.DefaultConfig()
+	return []cli.Flag{
+		migratecmd.DatabaseURLFlag(),
+		&cli.StringFlag{Name: "listen", Value: def.Listen, Usage: "public listener address", EnvVars: env("LISTEN")},
+		&cli.StringFlag{Name: "admin-listen", Value: def.AdminListen, Usage: "admin listener address", EnvVars: env("ADMIN_LISTEN")},
+		&cli.StringSliceFlag{
+			Name:        "admin-allow",
+			Usage:       "CIDR allowed on the admin listener; repeat or separate with commas",
+			DefaultText: "loopback, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7",
+			EnvVars:     env("ADMIN_ALLOW"),
+		},
+		&cli.IntFlag{Name: "min-rsa-bits", Value: def.Ingest.MinRSABits, Usage: "smallest RSA key accepted, in bits", EnvVars: env("MIN_RSA_BITS")},
+		&cli.DurationFlag{Name: "max-clock-skew", Value: def.Ingest.MaxClockSkew, Usage: "how far ahead of the server clock a reading's timestamp may be", EnvVars: env("MAX_CLOCK_SKEW")},
+		&cli.BoolFlag{Name: "migrate", Usage: "apply pending migrations on start", DefaultText: "on for the embedded store, off for PostgreSQL", EnvVars: env("MIGRATE")},
+		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: env("LOG_FORMAT")},
+		&cli.IntFlag{Name: "batch-max", Value: def.Ingest.BatchMax, Usage: "group commit: most readings written in one statement (1 writes each reading on its own)", EnvVars: env("BATCH_MAX")},
+		&cli.DurationFlag{Name: "batch-wait", Value: def.Ingest.BatchWait, Usage: "group commit: longest wait for a batch to fill (0 commits what is queued at once)", EnvVars: env("BATCH_WAIT")},
+		&cli.IntFlag{Name: "key-cache-size", Value: def.Ingest.KeyCacheSize, Usage: "registered keys kept parsed in memory (about 1 KB each for RSA-2048)", EnvVars: env("KEY_CACHE_SIZE")},
+		&cli.IntFlag{Name: "max-batch", Value: def.Ingest.MaxBatch, Usage: "most readings accepted in one POST /reportReadings", EnvVars: env("MAX_BATCH")},
+
+		&cli.DurationFlag{Name: "read-header-timeout", Value: def.ReadHeaderTimeout, Usage: "longest time a client may take to send a request's headers", EnvVars: env("READ_HEADER_TIMEOUT")},
+		&cli.DurationFlag{Name: "read-timeout", Value: def.ReadTimeout, Usage: "longest time a client may take to send a whole request", EnvVars: env("READ_TIMEOUT")},
+		&cli.DurationFlag{Name: "write-timeout", Value: def.WriteTimeout, Usage: "longest time from the end of a request's headers to the end of its answer", EnvVars: env("WRITE_TIMEOUT")},
+		&cli.DurationFlag{Name: "idle-timeout", Value: def.IdleTimeout, Usage: "longest time a keep-alive connection may wait for its next request", EnvVars: env("IDLE_TIMEOUT")},
+		&cli.Float64Flag{Name: "rate-per-key", Value: def.Ingest.RatePerKey, Usage: "readings a second each meter may have stored, counted after the signature verifies (429 beyond); 0 means no limit", EnvVars: env("RATE_PER_KEY")},
+		&cli.IntFlag{Name: "rate-per-key-burst", Usage: "readings a meter may send at once above --rate-per-key", DefaultText: "10 s worth", EnvVars: env("RATE_PER_KEY_BURST")},
+		&cli.Float64Flag{Name: "rate-per-address", Value: def.RatePerAddress, Usage: "public requests a second each client address may send (429 beyond); 0 means no limit", EnvVars: env("RATE_PER_ADDRESS")},
+		&cli.IntFlag{Name: "rate-per-address-burst", Usage: "requests an address may send at once above --rate-per-address", DefaultText: "10 s worth", EnvVars: env("RATE_PER_ADDRESS_BURST")},
+		&cli.IntFlag{Name: "max-concurrent-requests", Value: def.MaxConcurrentRequests, Usage: "public requests in progress at once; beyond it 503 at once; 0 means no cap", EnvVars: env("MAX_CONCURRENT_REQUESTS")},
+		&cli.StringFlag{Name: "tls-cert", TakesFile: true, Usage: "PEM certificate (chain) file: serve both listeners over TLS (with --tls-key)", EnvVars: env("TLS_CERT")},
+		&cli.StringFlag{Name: "tls-key", TakesFile: true, Usage: "PEM private key file of --tls-cert", EnvVars: env("TLS_KEY")},
+		&cli.StringFlag{Name: "admin-client-ca", TakesFile: true, Usage: "PEM CA file: the admin listener demands a client certificate it signed (mutual TLS; needs --tls-cert)", EnvVars: env("ADMIN_CLIENT_CA")},
+
+		&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "drop readings older than this (by timestamp), a month's partition at a time (PostgreSQL); 0 keeps them all", EnvVars: env("RETENTION")},
+		&cli.DurationFlag{Name: "partitions-ahead", Value: def.PartitionsAhead, Usage: "create readings partitions this far ahead of now (PostgreSQL)", EnvVars: env("PARTITIONS_AHEAD")},
+		&cli.DurationFlag{Name: "key-resync", Value: def.KeyResync, Usage: "how often key changes of the last two periods are re-read, as a safety net behind LISTEN/NOTIFY (PostgreSQL)", EnvVars: env("KEY_RESYNC")},
+	}
+}
+
+// config turns serve's flags into a server configuration, refusing values
+// out of range.
+func config(c *cli.Context) (server.Config, error) {
+	cfg := server.DefaultConfig()
+	allow, err := parsePrefixes(c.StringSlice("admin-allow"))
+	if err != nil {
+		return cfg, err
+	}
+	if allow != nil {
+		cfg.AdminAllow = allow
+	}
+	if c.Int("min-rsa-bits") < 1024 {
+		return cfg, fmt.Errorf("--min-rsa-bits %d: must be at least 1024", c.Int("min-rsa-bits"))
+	}
+	for _, name := range []string{"max-clock-skew", "read-header-timeout", "read-timeout", "write-timeout", "idle-timeout", "key-resync"} {
+		if c.Duration(name) <= 0 {
+			return cfg, fmt.Errorf("--%s %s: must be positive", name, c.Duration(name))
+		}
+	}
+	for _, name := range []string{"batch-wait", "retention", "partitions-ahead"} {
+		if c.Duration(name) < 0 {
+			return cfg, fmt.Errorf("--%s %s: must not be negative", name, c.Duration(name))
+		}
+	}
+	for _, name := range []string{"batch-max", "key-cache-size", "max-batch"} {
+		if c.Int(name) < 1 {
+			return cfg, fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
+		}
+	}
+	for _, name := range []string{"rate-per-key", "rate-per-address"} {
+		if v := c.Float64(name); !(v >= 0) {
+			return cfg, fmt.Errorf("--%s %g: must be 0 (no limit) or more", name, v)
+		}
+	}
+	for _, name := range []string{"rate-per-key-burst", "rate-per-address-burst", "max-concurrent-requests"} {
+		if c.Int(name) < 0 {
+			return cfg, fmt.Errorf("--%s %d: must not be negative", name, c.Int(name))
+		}
+	}
+	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
+		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if c.String("admin-client-ca") != "" && c.String("tls-cert") == "" {
+		return cfg, fmt.Errorf("--admin-client-ca needs --tls-cert and --tls-key")
+	}
+	cfg.Listen, cfg.AdminListen = c.String("listen"), c.String("admin-listen")
+	cfg.Ingest.MinRSABits = c.Int("min-rsa-bits")
+	cfg.Ingest.MaxClockSkew = c.Duration("max-clock-skew")
+	cfg.Ingest.BatchMax, cfg.Ingest.BatchWait = c.Int("batch-max"), c.Duration("batch-wait")
+	cfg.Ingest.KeyCacheSize, cfg.Ingest.MaxBatch = c.Int("key-cache-size"), c.Int("max-batch")
+	cfg.Ingest.RatePerKey, cfg.Ingest.RateBurstPerKey = c.Float64("rate-per-key"), c.Int("rate-per-key-burst")
+	cfg.ReadHeaderTimeout, cfg.ReadTimeout = c.Duration("read-header-timeout"), c.Duration("read-timeout")
+	cfg.WriteTimeout, cfg.IdleTimeout = c.Duration("write-timeout"), c.Duration("idle-timeout")
+	cfg.RatePerAddress, cfg.RateBurstPerAddress = c.Float64("rate-per-address"), c.Int("rate-per-address-burst")
+	cfg.MaxConcurrentRequests = c.Int("max-concurrent-requests")
+	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
+	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
+	return cfg, cfg.CheckTLS()
+}
+
+// parsePrefixes parses CIDRs (a bare address counts as a single-host
+// prefix); none gives nil.
+func parsePrefixes(values []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range values {
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return nil, fmt.Errorf("--admin-allow %q: not a CIDR such as 10.0.0.0/8", s)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			out = append(out, p.Masked())
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,147 @@
+// Package servecmd is `smartmeters serve`, which runs the service, and
+// `smartmeters healthcheck`, which probes it.
+package servecmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"smartmeters/db"
+	"smartmeters/server"
+	"smartmeters/server/background"
+	"smartmeters/store"
+)
+
+// Command returns `smartmeters serve`.
+func Command() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the service: the public reporting API and the admin API",
+		Description: "The public listener serves POST /reportReading, POST /reportReadings, GET /healthz\n" +
+			"and GET /readyz. The admin listener, to peers in --admin-allow only, serves POST\n" +
+			"/register, the reporting API (/meters, /fleet, /events), the dashboard at /,\n" +
+			"/metrics (Prometheus) and /debug/pprof/.",
+		Flags:  flags(),
+		Action: serve,
+	}
+}
+
+func serve(c *cli.Context) error {
+	if c.Args().Present() {
+		return cli.Exit(fmt.Sprintf("unexpected argument %q (see --help)", c.Args().First()), 2)
+	}
+	logger, err := newLogger(c.App.ErrWriter, c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	cfg, err := config(c)
+	if err != nil {
+		return err
+	}
+	url := c.String("database-url")
+	driver, _, err := db.ParseURL(url)
+	if err != nil {
+		return err
+	}
+	// The ports first: a port in use fails the start before anything is
+	// created or migrated.
+	pub, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+	}
+	defer pub.Close()
+	adm, err := net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		return fmt.Errorf("--admin-listen %s: %w", cfg.AdminListen, err)
+	}
+	defer adm.Close()
+
+	ctx := c.Context
+	conn, err := db.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	migrate := driver == db.SQLite
+	if c.IsSet("migrate") {
+		migrate = c.Bool("migrate")
+	}
+	if err := prepareSchema(ctx, conn, migrate, logger); err != nil {
+		return err
+	}
+	if driver == db.SQLite {
+		cfg.Ingest.Committers = 1 // one writer at a time: more would only wait on its lock
+	}
+	cfg.SchemaCheck = func(ctx context.Context) error { return db.CheckSchema(ctx, conn) }
+	st := store.New(conn)
+	srv, err := server.New(cfg, server.StoresOf(st), logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("store open", "driver", driver)
+
+	// Beside the listeners: partition maintenance and, with several
+	// servers on one PostgreSQL, following their key changes.
+	units := []func(context.Context) error{
+		func(ctx context.Context) error { return srv.Serve(ctx, pub, adm) },
+		background.Partitions{
+			Store: st, Ahead: cfg.PartitionsAhead, Retention: cfg.Retention,
+			Every: cfg.PartitionCheckEvery, Now: cfg.Now, Logger: logger,
+		}.Run,
+	}
+	if driver == db.Postgres {
+		kl, err := store.ListenKeyChanges(url, logger)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("listen for key changes: %w", err)
+		}
+		defer kl.Close()
+		units = append(units, background.KeyChanges{
+			Listener: kl, Store: st, Cache: srv.Keys(), Resync: cfg.KeyResync, Now: cfg.Now, Logger: logger,
+		}.Run)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, run := range units {
+		g.Go(func() error { return run(ctx) })
+	}
+	return g.Wait()
+}
+
+// prepareSchema applies pending migrations when migrate is set, and
+// otherwise refuses a schema that is behind.
+func prepareSchema(ctx context.Context, conn *sqlx.DB, migrate bool, logger *slog.Logger) error {
+	if !migrate {
+		err := db.CheckSchema(ctx, conn)
+		if errors.Is(err, db.ErrSchemaBehind) {
+			return fmt.Errorf("%v; run `smartmeters migrate up` first, or serve with --migrate", err)
+		}
+		return err
+	}
+	res, err := db.Migrate(ctx, conn)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		logger.Info("migration applied", "version", r.Source.Version, "file", r.Source.Path, "took", r.Duration)
+	}
+	return nil
+}
+
+// newLogger returns the slog logger that --log-format asks for.
+func newLogger(w io.Writer, format string) (*slog.Logger, error) {
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}

@@ -1,0 +1,143 @@
+package simcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"smartmeters/db"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// Demo returns `smartmeters demo`.
+func Demo() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run the server and a simulated swarm of meters against it, in one process",
+		Description: "Serves a fresh SQLite store in a new temporary directory (or --database-url,\n" +
+			"migrated first) on loopback ports, runs the simulator against it with the\n" +
+			"simulate flags given, prints the summary and where the data is, and stops.\n" +
+			"With --keep the server runs on until interrupted. Server warnings and errors\n" +
+			"go to stderr; the server's request log is off.",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "database-url", Usage: "store to use (default: sqlite: in a new temporary directory, which is kept)", EnvVars: env("DEMO_DATABASE_URL")},
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:0", Usage: "public listener address; port 0 picks a free one", EnvVars: env("DEMO_LISTEN")},
+			&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:0", Usage: "admin listener address; port 0 picks a free one", EnvVars: env("DEMO_ADMIN_LISTEN")},
+			&cli.BoolFlag{Name: "keep", Usage: "keep the server running after the simulation, until interrupted", EnvVars: env("DEMO_KEEP")},
+		}, simulatorFlags()...),
+		Action: demoAction,
+	}
+}
+
+func demoAction(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	cfg, err := simulatorConfig(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Context
+	stdout, stderr := c.App.Writer, c.App.ErrWriter
+	if c.Bool("json") {
+		stdout = stderr // stdout carries the JSON summary alone
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	url := c.String("database-url")
+	if url == "" {
+		dir, err := os.MkdirTemp("", "smartmeters-demo-")
+		if err != nil {
+			return fmt.Errorf("demo database: %w", err)
+		}
+		url = "sqlite:" + filepath.Join(dir, "smartmeters.db")
+	}
+	conn, err := db.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := db.Migrate(ctx, conn); err != nil {
+		return err
+	}
+	pub, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	adm, err := net.Listen("tcp", c.String("admin-listen"))
+	if err != nil {
+		pub.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	srvCfg := server.DefaultConfig()
+	srvCfg.ShutdownTimeout = 5 * time.Second
+	if conn.DriverName() == db.SQLite {
+		srvCfg.Ingest.Committers = 1
+	}
+	srv, err := server.New(srvCfg, server.StoresOf(store.New(conn)), logger)
+	if err != nil {
+		pub.Close()
+		adm.Close()
+		return err
+	}
+	// The server outlives ctx so that the simulator's last requests are
+	// answered; it is stopped once the simulation is over.
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServer()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(srvCtx, pub, adm) }()
+
+	cfg.PublicURL, cfg.AdminURL = baseURL(pub.Addr()), baseURL(adm.Addr())
+	_, simErr := simulate(c, cfg)
+	printDataLocation(stdout, url)
+	if c.Bool("keep") && ctx.Err() == nil {
+		fmt.Fprintf(stdout, "serving         public %s, admin %s; Ctrl-C stops\n", cfg.PublicURL, cfg.AdminURL)
+		fmt.Fprintf(stdout, "dashboard       %s/\n", cfg.AdminURL)
+		<-ctx.Done()
+	}
+	stopServer()
+	if err := <-served; err != nil {
+		return errors.Join(simErr, fmt.Errorf("demo server: %w", err))
+	}
+	return simErr
+}
+
+// baseURL returns the http URL that reaches a listener at addr, using
+// loopback for a listener on every interface.
+func baseURL(addr net.Addr) string {
+	ap, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "http://" + addr.String()
+	}
+	host := ap.IP
+	if host.IsUnspecified() {
+		host = net.IPv4(127, 0, 0, 1)
+		if ap.IP.To4() == nil {
+			host = net.IPv6loopback
+		}
+	}
+	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(ap.Port))
+}
+
+// printDataLocation tells where the demo's readings are and how to look.
+func printDataLocation(w io.Writer, url string) {
+	driver, _, err := db.ParseURL(url)
+	if err != nil || driver != db.SQLite {
+		fmt.Fprintln(w, "data            in the database of --database-url")
+		return
+	}
+	path := strings.TrimPrefix(url, "sqlite:")
+	fmt.Fprintf(w, "data            %s\n", path)
+	fmt.Fprintf(w, "look            sqlite3 %s 'select count(*) from readings'\n", path)
+	fmt.Fprintf(w, "serve it        smartmeters serve --database-url sqlite:%s\n", path)
+}
