@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"smartmeters/store"
+	"github.com/jmoiron/sqlx"
 )
 
 // badKeySet holds public keys, base64 of DER, that must all be refused.
@@ -75,18 +75,14 @@ func badKeys(t *testing.T) badKeySet {
 	return badKeysVal
 }
 
-// rowCounts returns how many meters and readings st holds.
-func rowCounts(t *testing.T, st *store.Store) [2]int64 {
+// rowCounts returns how many meters and readings db holds.
+func rowCounts(t *testing.T, db *sqlx.DB) [2]int64 {
 	t.Helper()
-	m, err := st.CountMeters(t.Context())
-	if err != nil {
+	var m int64
+	if err := db.GetContext(t.Context(), &m, `SELECT count(*) FROM meters`); err != nil {
 		t.Fatal(err)
 	}
-	r, err := st.CountReadings(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return [2]int64{m, r}
+	return [2]int64{m, countReadings(t, db)}
 }
 
 // trailingGarbage returns base64 b64 with a zero byte appended to what it

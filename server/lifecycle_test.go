@@ -19,7 +19,8 @@ import (
 // newClockedServer is newTestServer with a clock the test moves.
 func newClockedServer(t *testing.T, b dbtest.Backend, clock *atomic.Int64) testServer {
 	t.Helper()
-	st := store.New(b.OpenMigrated(t))
+	conn := b.OpenMigrated(t)
+	st := store.New(conn)
 	srv := newServer(t, testConfig(func(c *server.Config) {
 		c.Now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
 	}), st)
@@ -27,7 +28,7 @@ func newClockedServer(t *testing.T, b dbtest.Backend, clock *atomic.Int64) testS
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
 	t.Cleanup(adm.Close)
-	return testServer{public: pub.URL, admin: adm.URL, store: st}
+	return testServer{public: pub.URL, admin: adm.URL, store: st, db: conn}
 }
 
 func TestKeyLifecycle(t *testing.T) {

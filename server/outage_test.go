@@ -113,7 +113,8 @@ func TestStoreOutage(t *testing.T) {
 	if !ok {
 		t.Skip("needs PostgreSQL")
 	}
-	direct := store.New(pg.OpenMigrated(t))
+	directDB := pg.OpenMigrated(t)
+	direct := store.New(directDB)
 	u, err := url.Parse(pg.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +132,7 @@ func TestStoreOutage(t *testing.T) {
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(srv.AdminHandler())
 	t.Cleanup(adm.Close)
-	ts := testServer{public: pub.URL, admin: adm.URL, store: direct}
+	ts := testServer{public: pub.URL, admin: adm.URL, store: direct, db: directDB}
 
 	const meters = 8
 	keys := make([]*crypto.PrivateKey, meters)
@@ -161,7 +162,16 @@ func TestStoreOutage(t *testing.T) {
 			for i := int64(0); ctx.Err() == nil; i++ {
 				r := crypto.Reading{WhIn: 1000 + i, WhOut: i, Timestamp: now.Add(-time.Hour).UnixMilli() + i*1000}
 				start := time.Now()
-				res := postJSON(t, pub.URL+"/reportReading", signed(t, keys[m], r))
+				body, err := trySigned(keys[m], r)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res, err := tryPostJSON(pub.URL+"/reportReading", body)
+				if err != nil {
+					t.Error(err)
+					return
+				}
 				if res.status == http.StatusServiceUnavailable && res.ctype != "application/problem+json" {
 					t.Errorf("503 without a problem body: %s", res.rawBody)
 				}
@@ -281,7 +291,8 @@ func TestStoreOutage(t *testing.T) {
 func TestShutdownUnderLoad(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			st := store.New(b.OpenMigrated(t))
+			conn := b.OpenMigrated(t)
+			st := store.New(conn)
 			srv := newServer(t, testConfig(func(c *server.Config) { c.ShutdownTimeout = 10 * time.Second }), st)
 			pubLn, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -295,7 +306,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ctx, pubLn, admLn) }()
 			base := "http://" + pubLn.Addr().String()
-			ts := testServer{public: base, admin: "http://" + admLn.Addr().String(), store: st}
+			ts := testServer{public: base, admin: "http://" + admLn.Addr().String(), store: st, db: conn}
 
 			const meters = 16
 			type answer struct {
@@ -320,8 +331,17 @@ func TestShutdownUnderLoad(t *testing.T) {
 				wg.Go(func() {
 					for i := int64(0); ; i++ {
 						r := crypto.Reading{WhIn: i, Timestamp: now.Add(-time.Hour).UnixMilli() + i*1000}
-						body := signed(t, keys[m], r)
-						res, err := client.Post(base+"/reportReading", "application/json", jsonReader(t, body))
+						body, err := trySigned(keys[m], r)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						b, err := json.Marshal(body)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						res, err := client.Post(base+"/reportReading", "application/json", bytes.NewReader(b))
 						if err != nil {
 							// Refused or closed before the request was read:
 							// the server never accepted it.

@@ -221,7 +221,7 @@ func TestAdminAllowlistFromOutside(t *testing.T) {
 			t.Errorf("GET %s from 127.0.0.2: %d, want 403", path, res.StatusCode)
 		}
 	}
-	if n := rowCounts(t, ts.store); n[0] != 0 {
+	if n := rowCounts(t, ts.db); n[0] != 0 {
 		t.Fatalf("%d meters registered from outside the allowlist", n[0])
 	}
 	res, err = from("127.0.0.1").Post(ts.admin+"/register", "application/json", jsonReader(t, body))

@@ -69,7 +69,7 @@ type readingKey struct{ meterID, timestamp int64 }
 // the same database: see lockMeters.
 func (s *Store) InsertReadings(ctx context.Context, rs []Reading) ([]Outcome, error) {
 	if len(rs) == 0 {
-		return nil, nil
+		return []Outcome{}, nil
 	}
 	out, err := s.insertReadingsTx(ctx, rs)
 	if err != nil {
@@ -176,14 +176,4 @@ func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int,
 		return 0, fmt.Errorf("insert: %w", err)
 	}
 	return int(n), nil
-}
-
-// CountReadings returns how many readings are stored.
-func (s *Store) CountReadings(ctx context.Context) (int64, error) {
-	const q = `SELECT count(*) FROM readings`
-	var n int64
-	if err := s.db.GetContext(ctx, &n, q); err != nil {
-		return 0, fmt.Errorf("count readings: %w", err)
-	}
-	return n, nil
 }

@@ -20,6 +20,11 @@ import (
 // EnvURL names the environment variable that points tests at PostgreSQL.
 const EnvURL = "SMARTMETERS_TEST_DATABASE_URL"
 
+// EnvRequire names the environment variable that makes a missing EnvURL a
+// failure rather than a skip: CI sets it, so that a run can never pass
+// with the PostgreSQL half of the tests quietly gone.
+const EnvRequire = "SMARTMETERS_TEST_REQUIRE_POSTGRES"
+
 // Backend is one database a test runs against.
 type Backend struct {
 	Name string // "sqlite" or "postgres"
@@ -46,11 +51,14 @@ func SQLite(t testing.TB) Backend {
 
 // Postgres returns a fresh schema on the server EnvURL names, reached
 // through a URL whose search_path selects it, and false when EnvURL is
-// unset.
+// unset; then the test fails instead if EnvRequire is set.
 func Postgres(t testing.TB) (Backend, bool) {
 	t.Helper()
 	base := os.Getenv(EnvURL)
 	if base == "" {
+		if os.Getenv(EnvRequire) != "" {
+			t.Fatalf("%s is set but %s is not: this run must test PostgreSQL", EnvRequire, EnvURL)
+		}
 		t.Logf("PostgreSQL part skipped: set %s to run it", EnvURL)
 		return Backend{}, false
 	}

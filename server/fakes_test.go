@@ -1,0 +1,171 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
+)
+
+// errDown is what the failing fakes answer: a store that does not answer.
+var errDown = errors.New("connection refused")
+
+// The fakes below stand for a store that fails, each as the narrow
+// interface its consumer declares, so that every error path of the
+// handlers is tested without a database.
+
+type downKeys struct{}
+
+func (downKeys) MeterByFingerprint(context.Context, crypto.Fingerprint) (store.Meter, error) {
+	return store.Meter{}, errDown
+}
+
+type downReadings struct{}
+
+func (downReadings) InsertReadings(context.Context, []store.Reading) ([]store.Outcome, error) {
+	return nil, errDown
+}
+
+type downHealth struct{}
+
+func (downHealth) Ping(context.Context) error { return errDown }
+
+type downRegistry struct{}
+
+func (downRegistry) CreateMeter(context.Context, *store.Meter) error { return errDown }
+func (downRegistry) MeterByID(context.Context, int64) (store.Meter, error) {
+	return store.Meter{}, errDown
+}
+func (downRegistry) RevokeKey(context.Context, int64, string, time.Time) (store.KeyEvent, error) {
+	return store.KeyEvent{}, errDown
+}
+func (downRegistry) ReplaceKey(context.Context, int64, store.NewKey, string, time.Time) (store.KeyEvent, error) {
+	return store.KeyEvent{}, errDown
+}
+func (downRegistry) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, errDown }
+func (downRegistry) KeyEvents(context.Context, int64) ([]store.KeyEvent, error) { return nil, errDown }
+
+type downReporting struct{}
+
+func (downReporting) ListMeters(context.Context, store.MeterFilter) ([]store.MeterSummary, error) {
+	return nil, errDown
+}
+func (downReporting) MeterSummaryByID(context.Context, int64) (store.MeterSummary, error) {
+	return store.MeterSummary{}, errDown
+}
+func (downReporting) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, errDown }
+func (downReporting) ReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
+	return nil, errDown
+}
+func (downReporting) EachReading(context.Context, int64, func(store.Reading) error) error {
+	return errDown
+}
+func (downReporting) RegisterSeries(context.Context, int64, int64, int64) ([]crypto.Reading, error) {
+	return nil, errDown
+}
+func (downReporting) CountMeters(context.Context) (int64, error) { return 0, errDown }
+func (downReporting) CountReportingMeters(context.Context, time.Time) (int64, error) {
+	return 0, errDown
+}
+func (downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
+	return errDown
+}
+
+// TestStoreFailures serves over stores that fail and checks each answer:
+// a reading is 503 unavailable with Retry-After (nothing was stored, so a
+// retry is safe), alone or in a batch; /readyz is 503 and /healthz 200;
+// the admin API answers 500 with a body that says only "internal error".
+func TestStoreFailures(t *testing.T) {
+	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
+	k := newKey(t, "ed25519")
+	m := store.Meter{Username: "m", PublicKey: k.Public().DER(), Fingerprint: k.Public().Fingerprint(), Algorithm: k.Public().Algorithm(), RegisteredAt: now}
+	if err := st.CreateMeter(t.Context(), &m); err != nil {
+		t.Fatal(err)
+	}
+	reading := signed(t, k, crypto.Reading{WhIn: 1, WhOut: 2, Timestamp: now.Add(-time.Minute).UnixMilli()})
+
+	for _, tt := range []struct {
+		name  string
+		fake  func(*server.Stores)
+		check func(t *testing.T, pub, adm string)
+	}{
+		{"KeyLookup", func(s *server.Stores) { s.Keys = downKeys{} }, func(t *testing.T, pub, _ string) {
+			r := postJSON(t, pub+"/reportReading", reading)
+			wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+			wantRetryAfterSet(t, pub, reading)
+		}},
+		{"Commit", func(s *server.Stores) { s.Readings = downReadings{} }, func(t *testing.T, pub, _ string) {
+			wantProblem(t, postJSON(t, pub+"/reportReading", reading), http.StatusServiceUnavailable, "unavailable")
+			wantRetryAfterSet(t, pub, reading)
+			res, err := http.Post(pub+"/reportReadings", "application/json", jsonReader(t, []reportBody{reading}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK || res.Header.Get("Retry-After") == "" {
+				t.Fatalf("batch with a failed commit: %d, Retry-After %q; want 200 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+			}
+		}},
+		{"Readyz", func(s *server.Stores) { s.Health = downHealth{} }, func(t *testing.T, pub, adm string) {
+			for _, base := range []string{pub, adm} {
+				wantProblem(t, do(t, mustRequest(t, http.MethodGet, base+"/readyz")), http.StatusServiceUnavailable, "unavailable")
+				if r := do(t, mustRequest(t, http.MethodGet, base+"/healthz")); r.status != http.StatusOK {
+					t.Fatalf("/healthz while the store is down: %d", r.status)
+				}
+			}
+		}},
+		{"Registry", func(s *server.Stores) { s.Registry = downRegistry{} }, func(t *testing.T, _, adm string) {
+			k2 := newKey(t, "ed25519")
+			wantInternal(t, postJSON(t, adm+"/register", map[string]string{"username": "other", "base64PublicKey": k2.Public().Base64()}))
+			wantInternal(t, postJSON(t, adm+"/meters/1/revoke", map[string]string{"reason": "stolen"}))
+			wantInternal(t, postJSON(t, adm+"/meters/1/key", map[string]string{"reason": "swap", "base64PublicKey": k2.Public().Base64()}))
+			wantInternal(t, do(t, mustRequest(t, http.MethodGet, adm+"/meters/1/keys")))
+		}},
+		{"Reporting", func(s *server.Stores) { s.Reporting = downReporting{} }, func(t *testing.T, _, adm string) {
+			for _, path := range []string{"/meters", "/meters/1", "/meters/1/readings", "/meters/1/consumption", "/fleet", "/meters/1/export.csv"} {
+				wantInternal(t, do(t, mustRequest(t, http.MethodGet, adm+path)))
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stores := server.StoresOf(st)
+			tt.fake(&stores)
+			srv := newServerOver(t, testConfig(nil), stores)
+			pub := httptest.NewServer(srv.PublicHandler())
+			t.Cleanup(pub.Close)
+			adm := httptest.NewServer(srv.AdminHandler())
+			t.Cleanup(adm.Close)
+			tt.check(t, pub.URL, adm.URL)
+		})
+	}
+}
+
+// wantRetryAfterSet fails unless a report of body is answered with a
+// Retry-After header.
+func wantRetryAfterSet(t *testing.T, pub string, body reportBody) {
+	t.Helper()
+	res, err := http.Post(pub+"/reportReading", "application/json", jsonReader(t, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.Header.Get("Retry-After") == "" {
+		t.Fatalf("%d without Retry-After", res.StatusCode)
+	}
+}
+
+// wantInternal fails unless r is a 500 that tells nothing of the cause.
+func wantInternal(t *testing.T, r response) {
+	t.Helper()
+	wantProblem(t, r, http.StatusInternalServerError, "internal")
+	if r.body["detail"] != "internal error" {
+		t.Fatalf("500 detail %q, want only \"internal error\"", r.body["detail"])
+	}
+}
