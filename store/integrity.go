@@ -84,8 +84,34 @@ func (s *Store) lockMeters(ctx context.Context, tx *sqlx.Tx, rs []Reading) error
 
 // neighboursOf returns, for each distinct (meter, timestamp) of rs, the
 // stored reading at it or, failing that, the one just before it, and the
-// one just after it: two index probes a reading.
+// one just after it: two index probes a reading, in one query.
 func (s *Store) neighboursOf(ctx context.Context, tx *sqlx.Tx, rs []Reading) (map[readingKey]around, error) {
+	keys := distinctKeys(rs)
+	rows, err := s.queryNeighbours(ctx, tx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("look up neighbours of %d readings: %w", len(keys), err)
+	}
+	defer rows.Close()
+	out := make(map[readingKey]around, len(keys))
+	for rows.Next() {
+		k, a, err := scanNeighbours(rows)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = a
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("look up neighbours of %d readings: %w", len(keys), err)
+	}
+	if len(out) != len(keys) {
+		return nil, fmt.Errorf("look up neighbours of %d readings: got %d rows", len(keys), len(out))
+	}
+	return out, nil
+}
+
+// distinctKeys returns the distinct (meter, timestamp) pairs of rs, in
+// order of first appearance.
+func distinctKeys(rs []Reading) []readingKey {
 	keys := make([]readingKey, 0, len(rs))
 	seen := make(map[readingKey]struct{}, len(rs))
 	for _, r := range rs {
@@ -95,10 +121,13 @@ func (s *Store) neighboursOf(ctx context.Context, tx *sqlx.Tx, rs []Reading) (ma
 			keys = append(keys, k)
 		}
 	}
-	var (
-		rows *sql.Rows
-		err  error
-	)
+	return keys
+}
+
+// queryNeighbours runs the neighbour query of the store's dialect: one row
+// per key, with the predecessor's (at or before) and the successor's
+// timestamp and registers, NULL where there is none.
+func (s *Store) queryNeighbours(ctx context.Context, tx *sqlx.Tx, keys []readingKey) (*sql.Rows, error) {
 	if s.postgres {
 		const q = `
 			SELECT u.m, u.t,
@@ -119,56 +148,45 @@ func (s *Store) neighboursOf(ctx context.Context, tx *sqlx.Tx, rs []Reading) (ma
 		for i, k := range keys {
 			ids[i], ts[i] = k.meterID, k.timestamp
 		}
-		rows, err = tx.QueryContext(ctx, q, ids, ts)
-	} else {
-		// The keys travel as one JSON array of [meter, timestamp] pairs, so
-		// that one fixed statement serves any batch size.
-		const q = `
-			WITH u (m, t) AS (
-				SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1)
-			)
-			SELECT u.m, u.t,
-				p.timestamp, p.wh_in, p.wh_out,
-				n.timestamp, n.wh_in, n.wh_out
-			FROM u
-			LEFT JOIN readings p ON p.meter_id = u.m AND p.timestamp = (
-				SELECT timestamp FROM readings WHERE meter_id = u.m AND timestamp <= u.t
-				ORDER BY timestamp DESC LIMIT 1)
-			LEFT JOIN readings n ON n.meter_id = u.m AND n.timestamp = (
-				SELECT timestamp FROM readings WHERE meter_id = u.m AND timestamp > u.t
-				ORDER BY timestamp ASC LIMIT 1)`
-		rows, err = tx.QueryContext(ctx, q, keysJSON(keys))
+		return tx.QueryContext(ctx, q, ids, ts)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("look up neighbours of %d readings: %w", len(keys), err)
+	// The keys travel as one JSON array of [meter, timestamp] pairs, so
+	// that one fixed statement serves any batch size.
+	const q = `
+		WITH u (m, t) AS (
+			SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1)
+		)
+		SELECT u.m, u.t,
+			p.timestamp, p.wh_in, p.wh_out,
+			n.timestamp, n.wh_in, n.wh_out
+		FROM u
+		LEFT JOIN readings p ON p.meter_id = u.m AND p.timestamp = (
+			SELECT timestamp FROM readings WHERE meter_id = u.m AND timestamp <= u.t
+			ORDER BY timestamp DESC LIMIT 1)
+		LEFT JOIN readings n ON n.meter_id = u.m AND n.timestamp = (
+			SELECT timestamp FROM readings WHERE meter_id = u.m AND timestamp > u.t
+			ORDER BY timestamp ASC LIMIT 1)`
+	return tx.QueryContext(ctx, q, keysJSON(keys))
+}
+
+// scanNeighbours reads one row of queryNeighbours.
+func scanNeighbours(rows *sql.Rows) (readingKey, around, error) {
+	var k readingKey
+	var cols [6]sql.NullInt64
+	if err := rows.Scan(&k.meterID, &k.timestamp, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]); err != nil {
+		return k, around{}, fmt.Errorf("scan neighbours: %w", err)
 	}
-	defer rows.Close()
-	out := make(map[readingKey]around, len(keys))
-	for rows.Next() {
-		var k readingKey
-		var cols [6]sql.NullInt64
-		if err := rows.Scan(&k.meterID, &k.timestamp, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5]); err != nil {
-			return nil, fmt.Errorf("scan neighbours: %w", err)
-		}
-		at := func(c int) stored {
-			return stored{ok: cols[c].Valid, Reading: crypto.Reading{Timestamp: cols[c].Int64, WhIn: cols[c+1].Int64, WhOut: cols[c+2].Int64}}
-		}
-		a := around{prev: at(0), next: at(3)}
-		// The reading at or before the timestamp is the same-timestamp one
-		// when there is one: then it decides, and the one before it does
-		// not matter.
-		if a.prev.ok && a.prev.Timestamp == k.timestamp {
-			a.same, a.prev = a.prev, stored{}
-		}
-		out[k] = a
+	at := func(c int) stored {
+		return stored{ok: cols[c].Valid, Reading: crypto.Reading{Timestamp: cols[c].Int64, WhIn: cols[c+1].Int64, WhOut: cols[c+2].Int64}}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("look up neighbours of %d readings: %w", len(keys), err)
+	a := around{prev: at(0), next: at(3)}
+	// The reading at or before the timestamp is the same-timestamp one
+	// when there is one: then it decides, and the one before it does not
+	// matter.
+	if a.prev.ok && a.prev.Timestamp == k.timestamp {
+		a.same, a.prev = a.prev, stored{}
 	}
-	if len(out) != len(keys) {
-		return nil, fmt.Errorf("look up neighbours of %d readings: got %d rows", len(keys), len(out))
-	}
-	return out, nil
+	return k, a, nil
 }
 
 // keysJSON encodes keys as a JSON array of [meter, timestamp] pairs.

@@ -68,7 +68,7 @@ func (s *Store) RevokeKey(ctx context.Context, id int64, reason string, at time.
 		var fp []byte
 		err := tx.GetContext(ctx, &fp, q, id, ev.At)
 		if errors.Is(err, sql.ErrNoRows) {
-			if _, err := meterByIDTx(ctx, tx, id); err != nil {
+			if _, err := meterByID(ctx, tx, id); err != nil {
 				return err
 			}
 			return ErrRevoked
@@ -98,7 +98,7 @@ func (s *Store) RevokeKey(ctx context.Context, id int64, reason string, at time.
 func (s *Store) ReplaceKey(ctx context.Context, id int64, k NewKey, reason string, at time.Time) (KeyEvent, error) {
 	ev := KeyEvent{MeterID: id, Action: ActionReplace, NewFingerprint: &k.Fingerprint, Reason: reason, At: at.UTC()}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		m, err := meterByIDTx(ctx, tx, id)
+		m, err := meterByID(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -245,22 +245,6 @@ func fingerprintOrNil(b []byte) *crypto.Fingerprint {
 	}
 	fp := crypto.Fingerprint(b)
 	return &fp
-}
-
-func meterByIDTx(ctx context.Context, tx *sqlx.Tx, id int64) (Meter, error) {
-	const q = `
-		SELECT id, username, public_key, fingerprint, algorithm, registered_at, revoked_at
-		FROM meters
-		WHERE id = $1`
-	var row meterRow
-	err := tx.GetContext(ctx, &row, q, id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Meter{}, fmt.Errorf("meter %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Meter{}, err
-	}
-	return row.meter()
 }
 
 // addMeterKey records der as a key of meter id from at on. The fingerprint

@@ -113,12 +113,17 @@ func (s *Store) MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (
 // MeterByID returns the meter with the given id, or an error wrapping
 // ErrNotFound.
 func (s *Store) MeterByID(ctx context.Context, id int64) (Meter, error) {
-	const q = `
+	return meterByID(ctx, s.db, id)
+}
+
+// meterByID is MeterByID on q, a database or a transaction.
+func meterByID(ctx context.Context, q sqlx.QueryerContext, id int64) (Meter, error) {
+	const query = `
 		SELECT id, username, public_key, fingerprint, algorithm, registered_at, revoked_at
 		FROM meters
 		WHERE id = $1`
 	var row meterRow
-	err := s.db.GetContext(ctx, &row, q, id)
+	err := sqlx.GetContext(ctx, q, &row, query, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Meter{}, fmt.Errorf("meter %d: %w", id, ErrNotFound)
 	}
