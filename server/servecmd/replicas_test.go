@@ -22,24 +22,24 @@ import (
 	"smartmeters/db/dbtest"
 )
 
-// fleetDeadline is how soon a key change made through one server must be
+// keyChangeDeadline is how soon a key change made through one server must be
 // honoured by the others.
-const fleetDeadline = time.Second
+const keyChangeDeadline = time.Second
 
-// TestFleet runs two real server processes on one PostgreSQL database and
+// TestReplicas runs two real server processes on one PostgreSQL database and
 // checks that a meter registered, revoked or given a new key through one
-// is treated accordingly by the other within fleetDeadline, also after the
+// is treated accordingly by the other within keyChangeDeadline, also after the
 // other lost its database connections. The periodic resync is set to an
 // hour, so only LISTEN/NOTIFY can make it in time.
-func TestFleet(t *testing.T) {
+func TestReplicas(t *testing.T) {
 	pg, ok := dbtest.Postgres(t)
 	if !ok {
 		t.Skipf("needs PostgreSQL: set %s to run two servers on one database", dbtest.EnvURL)
 	}
 	bin := buildBinary(t)
 	runBinary(t, bin, "migrate", "--database-url", pg.URL, "up")
-	a := startServer(t, bin, "fleet-a", withParam(pg.URL, "application_name", "fleet-a"))
-	b := startServer(t, bin, "fleet-b", withParam(pg.URL, "application_name", "fleet-b"))
+	a := startServer(t, bin, "replica-a", withParam(pg.URL, "application_name", "replica-a"))
+	b := startServer(t, bin, "replica-b", withParam(pg.URL, "application_name", "replica-b"))
 
 	k1 := generateKey(t)
 	var ts int64 = time.Now().Add(-time.Hour).UnixMilli()
@@ -54,7 +54,7 @@ func TestFleet(t *testing.T) {
 		if code, slug := b.report(t, k1, nextReading()); code != http.StatusForbidden || slug != "unknown-key" {
 			t.Fatalf("report of an unregistered key: %d %s, want 403 unknown-key", code, slug)
 		}
-		res := a.post(t, "/register", map[string]string{"username": "fleet-1", "base64PublicKey": k1.Public().Base64()})
+		res := a.post(t, "/register", map[string]string{"username": "replica-meter-1", "base64PublicKey": k1.Public().Base64()})
 		if res.status != http.StatusCreated {
 			t.Fatalf("register on A: %d %s", res.status, res.raw)
 		}
@@ -93,7 +93,7 @@ func TestFleet(t *testing.T) {
 		// a database restart would.
 		admin := pg.Open(t)
 		var killed int
-		if err := admin.Get(&killed, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'fleet-b'`); err != nil {
+		if err := admin.Get(&killed, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'replica-b'`); err != nil {
 			t.Fatal(err)
 		}
 		if killed == 0 {
@@ -125,8 +125,8 @@ func TestFleet(t *testing.T) {
 	})
 }
 
-// fleetServer is one running `smartmeters serve`.
-type fleetServer struct {
+// replica is one running `smartmeters serve`.
+type replica struct {
 	name                string
 	publicURL, adminURL string
 	logs                *syncBuffer // its stderr
@@ -170,7 +170,7 @@ func runBinary(t *testing.T, bin string, args ...string) {
 
 // startServer starts `smartmeters serve` on free loopback ports and waits
 // until it is ready; it is stopped when the test ends.
-func startServer(t *testing.T, bin, name, dbURL string) *fleetServer {
+func startServer(t *testing.T, bin, name, dbURL string) *replica {
 	t.Helper()
 	pub, adm := freePort(t), freePort(t)
 	logs := new(syncBuffer)
@@ -180,7 +180,7 @@ func startServer(t *testing.T, bin, name, dbURL string) *fleetServer {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &fleetServer{name: name, publicURL: "http://" + pub, adminURL: "http://" + adm, logs: logs}
+	s := &replica{name: name, publicURL: "http://" + pub, adminURL: "http://" + adm, logs: logs}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()
@@ -240,7 +240,7 @@ type adminResponse struct {
 	raw    string
 }
 
-func (s *fleetServer) post(t *testing.T, path string, v any) adminResponse {
+func (s *replica) post(t *testing.T, path string, v any) adminResponse {
 	t.Helper()
 	body, _ := json.Marshal(v)
 	res, err := http.Post(s.adminURL+path, "application/json", bytes.NewReader(body))
@@ -256,7 +256,7 @@ func (s *fleetServer) post(t *testing.T, path string, v any) adminResponse {
 
 // report sends one signed reading and returns the status and the problem
 // type's slug, if any.
-func (s *fleetServer) report(t *testing.T, k *crypto.PrivateKey, r crypto.Reading) (int, string) {
+func (s *replica) report(t *testing.T, k *crypto.PrivateKey, r crypto.Reading) (int, string) {
 	t.Helper()
 	sig, err := k.Sign(r)
 	if err != nil {
@@ -279,8 +279,8 @@ func (s *fleetServer) report(t *testing.T, k *crypto.PrivateKey, r crypto.Readin
 
 // waitFor reports fresh readings signed by k every 50 ms until the server
 // answers status (and problem slug), and fails if that takes longer than
-// fleetDeadline. A 503 while the server reconnects counts as not yet.
-func (s *fleetServer) waitFor(t *testing.T, k *crypto.PrivateKey, next func() crypto.Reading, status int, slug string) {
+// keyChangeDeadline. A 503 while the server reconnects counts as not yet.
+func (s *replica) waitFor(t *testing.T, k *crypto.PrivateKey, next func() crypto.Reading, status int, slug string) {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -289,8 +289,8 @@ func (s *fleetServer) waitFor(t *testing.T, k *crypto.PrivateKey, next func() cr
 			t.Logf("%s answered %d %s after %s", s.name, code, slug, time.Since(start).Round(time.Millisecond))
 			return
 		}
-		if time.Since(start) > fleetDeadline {
-			t.Fatalf("%s still answers %d %s after %s, want %d %s", s.name, code, got, fleetDeadline, status, slug)
+		if time.Since(start) > keyChangeDeadline {
+			t.Fatalf("%s still answers %d %s after %s, want %d %s", s.name, code, got, keyChangeDeadline, status, slug)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -64,8 +64,7 @@ func serve(c *cli.Context) error {
 	}
 	defer adm.Close()
 
-	ctx := c.Context
-	conn, err := db.Open(ctx, url)
+	conn, err := db.Open(c.Context, url)
 	if err != nil {
 		return err
 	}
@@ -74,22 +73,26 @@ func serve(c *cli.Context) error {
 	if c.IsSet("migrate") {
 		migrate = c.Bool("migrate")
 	}
-	if err := prepareSchema(ctx, conn, migrate, logger); err != nil {
+	if err := prepareSchema(c.Context, conn, migrate, logger); err != nil {
 		return err
 	}
 	if driver == db.SQLite {
 		cfg.Ingest.Committers = 1 // one writer at a time: more would only wait on its lock
 	}
 	cfg.SchemaCheck = func(ctx context.Context) error { return db.CheckSchema(ctx, conn) }
-	st := store.New(conn)
+	logger.Info("store open", "driver", driver)
+	return run(c.Context, cfg, store.New(conn), driver, url, pub, adm, logger)
+}
+
+// run serves on pub and adm, with the background work beside: partition
+// maintenance and, with several servers on one PostgreSQL, following their
+// key changes. It returns when ctx is done and all have stopped, or when
+// one of them fails.
+func run(ctx context.Context, cfg server.Config, st *store.Store, driver, url string, pub, adm net.Listener, logger *slog.Logger) error {
 	srv, err := server.New(cfg, server.StoresOf(st), logger)
 	if err != nil {
 		return err
 	}
-	logger.Info("store open", "driver", driver)
-
-	// Beside the listeners: partition maintenance and, with several
-	// servers on one PostgreSQL, following their key changes.
 	units := []func(context.Context) error{
 		func(ctx context.Context) error { return srv.Serve(ctx, pub, adm) },
 		background.Partitions{
@@ -109,8 +112,8 @@ func serve(c *cli.Context) error {
 		}.Run)
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	for _, run := range units {
-		g.Go(func() error { return run(ctx) })
+	for _, unit := range units {
+		g.Go(func() error { return unit(ctx) })
 	}
 	return g.Wait()
 }
