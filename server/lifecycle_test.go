@@ -100,10 +100,16 @@ func TestKeyLifecycle(t *testing.T) {
 					"OthersKey":    {meterPath + "/key", other.Public().Base64(), "x", http.StatusConflict, "key-taken"},
 					"InvalidKey":   {meterPath + "/key", "bm90IGEga2V5", "x", http.StatusBadRequest, "invalid-key"},
 					"NoReason":     {meterPath + "/key", newKey(t, "ed25519").Public().Base64(), "", http.StatusBadRequest, "invalid-field"},
+					"NULInReason":  {meterPath + "/key", newKey(t, "ed25519").Public().Base64(), "swap\u0000", http.StatusBadRequest, "invalid-field"},
+					"NULInRevoke":  {meterPath + "/revoke", "", "stolen\u0000", http.StatusBadRequest, "invalid-field"},
 					"UnknownMeter": {ts.admin + "/meters/999999/key", newKey(t, "ed25519").Public().Base64(), "x", http.StatusNotFound, "not-found"},
 				} {
 					t.Run(name, func(t *testing.T) {
-						res := postJSON(t, tt.path, map[string]string{"base64PublicKey": tt.key, "reason": tt.reason})
+						body := map[string]string{"reason": tt.reason}
+						if tt.key != "" {
+							body["base64PublicKey"] = tt.key
+						}
+						res := postJSON(t, tt.path, body)
 						wantProblem(t, res, tt.status, tt.slug)
 					})
 				}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -162,7 +164,8 @@ func keyEventOut(ev store.KeyEvent) keyEventJSON {
 	}
 }
 
-// validReason accepts 1 to maxReasonBytes of text: a key change without a
+// validReason accepts 1 to maxReasonBytes of UTF-8 text without control
+// characters (tabs and line breaks aside): a key change without a
 // reason makes a poor audit trail.
 func validReason(r string) error {
 	if r == "" {
@@ -170,6 +173,14 @@ func validReason(r string) error {
 	}
 	if len(r) > maxReasonBytes {
 		return api.Errorf(api.InvalidField, "reason is %d bytes long; at most %d are allowed", len(r), maxReasonBytes)
+	}
+	if !utf8.ValidString(r) {
+		return api.Errorf(api.InvalidField, "reason is not valid UTF-8")
+	}
+	for i, c := range r {
+		if unicode.IsControl(c) && c != '\t' && c != '\n' {
+			return api.Errorf(api.InvalidField, "reason has the control character %U at byte %d; write it as text", c, i)
+		}
 	}
 	return nil
 }

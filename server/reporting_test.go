@@ -408,6 +408,15 @@ func TestReportingBadInput(t *testing.T) {
 		{"ErrMeterIDNotNumber", "/meters/abc/consumption", 404, "not-found"},
 		{"ErrUnknownMeterReadings", "/meters/999/readings", 404, "not-found"},
 		{"ErrUnknownMeterExport", "/meters/999/export.csv", 404, "not-found"},
+		// Times JSON cannot write: past the year 9999, before the year 1,
+		// or a default window that reaches there.
+		{"ErrFromYear10000", fmt.Sprintf("/meters/%d/readings?from=253402300800000", id), 400, "invalid-parameter"},
+		{"ErrToYear10000", fmt.Sprintf("/meters/%d/consumption?to=253402300800000", id), 400, "invalid-parameter"},
+		{"ErrFleetToYear10000", "/fleet?to=253402300800000", 400, "invalid-parameter"},
+		{"ErrFleetFromNegative", "/fleet?from=-62135596800001&to=0", 400, "invalid-parameter"},
+		{"ErrDefaultFromBeforeYear1", fmt.Sprintf("/meters/%d/readings?to=-62135596800000", id), 400, "invalid-parameter"},
+		{"ErrMinInt", fmt.Sprintf("/meters/%d/consumption?from=-9223372036854775808", id), 400, "invalid-parameter"},
+		{"ErrMaxInt", "/fleet?to=9223372036854775807", 400, "invalid-parameter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -570,3 +570,38 @@ func serveForTest(t *testing.T, srv *server.Server) (public, admin string) {
 	})
 	return pub.Addr().String(), adm.Addr().String()
 }
+
+// TestEveryAnswerIsAProblem asks both listeners for what they do not have:
+// every refusal of ours is problem+json, the dashboard's files and the
+// profiles that exist are served.
+func TestEveryAnswerIsAProblem(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	for _, tt := range []struct {
+		name, method, url string
+		status            int
+		slug              string // "" for a success
+	}{
+		{"UnknownDashboardFile", http.MethodGet, ts.admin + "/ui/nope.js", http.StatusNotFound, "not-found"},
+		{"DashboardDirectory", http.MethodGet, ts.admin + "/ui/vendor/", http.StatusNotFound, "not-found"},
+		{"DashboardFile", http.MethodGet, ts.admin + "/ui/app.js", http.StatusOK, ""},
+		{"UnknownProfile", http.MethodGet, ts.admin + "/debug/pprof/nope", http.StatusNotFound, "not-found"},
+		{"Profile", http.MethodGet, ts.admin + "/debug/pprof/heap", http.StatusOK, ""},
+		{"ProfileIndex", http.MethodGet, ts.admin + "/debug/pprof/", http.StatusOK, ""},
+		{"UnknownAdminRoute", http.MethodGet, ts.admin + "/nope", http.StatusNotFound, "not-found"},
+		{"UnknownPublicRoute", http.MethodGet, ts.public + "/nope", http.StatusNotFound, "not-found"},
+		{"PublicWrongMethod", http.MethodGet, ts.public + "/reportReading", http.StatusMethodNotAllowed, "method-not-allowed"},
+		{"AdminWrongMethod", http.MethodDelete, ts.admin + "/meters", http.StatusMethodNotAllowed, "method-not-allowed"},
+		{"MeterNotANumber", http.MethodGet, ts.admin + "/meters/x", http.StatusNotFound, "not-found"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, mustRequest(t, tt.method, tt.url))
+			if tt.slug == "" {
+				if r.status != tt.status {
+					t.Fatalf("status %d, want %d", r.status, tt.status)
+				}
+				return
+			}
+			wantProblem(t, r, tt.status, tt.slug)
+		})
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"net/http"
 
+	"smartmeters/server/api"
+
 	"github.com/labstack/echo/v4"
 )
 
@@ -25,10 +27,15 @@ func (a *API) routeDashboard(e *echo.Echo) {
 	if err != nil {
 		panic(err)
 	}
-	files := http.FileServer(http.FS(sub))
 	e.GET("/", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "no-cache")
 		return c.HTMLBlob(http.StatusOK, index)
 	})
-	e.GET("/ui/*", echo.WrapHandler(http.StripPrefix("/ui/", files)))
+	e.GET("/ui/*", func(c echo.Context) error {
+		name := c.Param("*")
+		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() {
+			return api.Errorf(api.NotFound, "the dashboard has no file %q", name)
+		}
+		return echo.StaticFileHandler(name, sub)(c)
+	})
 }

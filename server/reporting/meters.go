@@ -168,8 +168,8 @@ func (a *API) handleMeterReadings(c echo.Context) error {
 	if q.err != nil {
 		return q.err
 	}
-	if !to.After(from) {
-		return api.Errorf(api.InvalidParameter, "to must be after from")
+	if err := checkWindow(from, to); err != nil {
+		return err
 	}
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err

@@ -112,15 +112,38 @@ func (q *queryParams) text(name string) string {
 	return strings.TrimSpace(q.c.QueryParam(name))
 }
 
+// The times a window may span, end excluded: those that JSON and RFC 3339
+// can write, in four-digit years.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	endTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// checkWindow refuses a window [from, to) that is empty or reaches outside
+// the years 1 to 9999.
+func checkWindow(from, to time.Time) error {
+	if from.Before(minTime) || to.Before(minTime) || !from.Before(endTime) || !to.Before(endTime) {
+		return api.Errorf(api.InvalidParameter, "from %s and to %s: both must lie within the years 1 to 9999",
+			from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	}
+	if !to.After(from) {
+		return api.Errorf(api.InvalidParameter, "to must be after from")
+	}
+	return nil
+}
+
 // bucketWindow aligns [from, to) outward to whole buckets of width b since
 // the Unix epoch (so 1d buckets are UTC days) and checks the result.
 func bucketWindow(from, to time.Time, b time.Duration) (time.Time, time.Time, error) {
+	if err := checkWindow(from, to); err != nil {
+		return from, to, err
+	}
 	from = from.Truncate(b)
 	if t := to.Truncate(b); t.Before(to) {
 		to = t.Add(b)
 	}
-	if !to.After(from) {
-		return from, to, api.Errorf(api.InvalidParameter, "to must be after from")
+	if err := checkWindow(from, to); err != nil {
+		return from, to, err
 	}
 	if n := to.Sub(from) / b; n > maxBuckets {
 		return from, to, api.Errorf(api.InvalidParameter, "%d buckets asked for; at most %d", n, maxBuckets)
