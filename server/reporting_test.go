@@ -424,3 +424,39 @@ func TestReportingBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeRegisters apportions registers near 2^60 Wh, where a float64
+// cannot tell one Wh from the next: consumption and the fleet must both
+// give 1 Wh in and 1000 Wh out a minute, on both stores.
+func TestLargeRegisters(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, nil)
+			base := int64(1) << 60
+			id := seedMeter(t, ts, "big", newKey(t, "ed25519"),
+				reg{at(0, 0), base, base}, reg{at(0, 3), base + 3, base + 3000})
+			window := fmt.Sprintf("bucket=1m&from=%d&to=%d", at(0, 0).UnixMilli(), at(0, 3).UnixMilli())
+			var cons struct {
+				Buckets []struct{ WhIn, WhOut *int64 }
+				Total   struct{ WhIn, WhOut int64 }
+			}
+			getJSON(t, ts, fmt.Sprintf("/meters/%d/consumption?%s", id, window), &cons)
+			var fleet struct {
+				Energy struct{ Buckets []struct{ WhIn, WhOut int64 } }
+			}
+			getJSON(t, ts, "/fleet?"+window, &fleet)
+			if len(cons.Buckets) != 3 || len(fleet.Energy.Buckets) != 3 {
+				t.Fatalf("%d and %d buckets, want 3", len(cons.Buckets), len(fleet.Energy.Buckets))
+			}
+			for i := range 3 {
+				c, f := cons.Buckets[i], fleet.Energy.Buckets[i]
+				if c.WhIn == nil || *c.WhIn != 1 || *c.WhOut != 1000 || f.WhIn != 1 || f.WhOut != 1000 {
+					t.Errorf("minute %d: consumption %v/%v, fleet %d/%d; want 1/1000", i, c.WhIn, c.WhOut, f.WhIn, f.WhOut)
+				}
+			}
+			if cons.Total.WhIn != 3 || cons.Total.WhOut != 3000 {
+				t.Errorf("total %+v, want 3/3000", cons.Total)
+			}
+		})
+	}
+}

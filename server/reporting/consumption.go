@@ -17,8 +17,8 @@ import (
 type energyBucketJSON struct {
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
-	WhIn     *float64  `json:"whIn"`
-	WhOut    *float64  `json:"whOut"`
+	WhIn     *int64    `json:"whIn"`
+	WhOut    *int64    `json:"whOut"`
 	Complete bool      `json:"complete"`
 }
 
@@ -30,8 +30,8 @@ type consumptionJSON struct {
 	Buckets []energyBucketJSON `json:"buckets"`
 	// Total sums the complete buckets.
 	Total struct {
-		WhIn  float64 `json:"whIn"`
-		WhOut float64 `json:"whOut"`
+		WhIn  int64 `json:"whIn"`
+		WhOut int64 `json:"whOut"`
 	} `json:"total"`
 }
 
@@ -73,6 +73,5 @@ func (a *API) handleConsumption(c echo.Context) error {
 			out.Total.WhOut += eb.WhOut
 		}
 	}
-	out.Total.WhIn, out.Total.WhOut = energy.RoundWh(out.Total.WhIn), energy.RoundWh(out.Total.WhOut)
 	return c.JSON(http.StatusOK, out)
 }

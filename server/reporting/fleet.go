@@ -2,6 +2,7 @@ package reporting
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"time"
 
@@ -52,8 +53,8 @@ type fleetEnergyJSON struct {
 type fleetBucketJSON struct {
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
-	WhIn     float64   `json:"whIn"`
-	WhOut    float64   `json:"whOut"`
+	WhIn     int64     `json:"whIn"`
+	WhOut    int64     `json:"whOut"`
 	WattsIn  float64   `json:"wattsIn"`
 	WattsOut float64   `json:"wattsOut"`
 	Partial  bool      `json:"partial"`
@@ -107,14 +108,14 @@ func (l *Live) fill(f *fleetFigures, now time.Time) {
 }
 
 // fleetEnergyOut renders the energy per bucket of [from, to).
-func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.Time, sums [][2]float64) fleetEnergyJSON {
+func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.Time, sums [][2]int64) fleetEnergyJSON {
 	out := fleetEnergyJSON{Bucket: name, From: from, To: to, Buckets: make([]fleetBucketJSON, len(sums))}
 	hours := b.Hours()
 	for i, e := range sums {
 		start := from.Add(time.Duration(i) * b)
 		fb := fleetBucketJSON{Start: start, End: start.Add(b), Partial: start.Add(b).After(now)}
-		fb.WhIn, fb.WhOut = energy.RoundWh(e[0]), energy.RoundWh(e[1])
-		fb.WattsIn, fb.WattsOut = energy.RoundWh(e[0]/hours), energy.RoundWh(e[1]/hours)
+		fb.WhIn, fb.WhOut = e[0], e[1]
+		fb.WattsIn, fb.WattsOut = roundMilli(float64(e[0])/hours), roundMilli(float64(e[1])/hours)
 		out.Buckets[i] = fb
 	}
 	return out
@@ -132,7 +133,7 @@ func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.T
 // Readings are taken from fleetLookback before from (and after to), so that
 // segments straddling the window's edges count; a meter whose readings are
 // further apart than that contributes nothing to the edge buckets.
-func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Duration) ([][2]float64, error) {
+func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Duration) ([][2]int64, error) {
 	sum := energy.NewFleet(from, b, int(to.Sub(from)/b))
 	last := make(map[int64]crypto.Reading)
 	err := a.store.EachRegisterBetween(ctx, from.UnixMilli()-fleetLookback.Milliseconds(), to.UnixMilli()+fleetLookback.Milliseconds(),
@@ -145,4 +146,10 @@ func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Durati
 			return nil
 		})
 	return sum.Buckets, err
+}
+
+// roundMilli rounds a mean power to a milliwatt, so that float noise does
+// not show.
+func roundMilli(w float64) float64 {
+	return math.Round(w*1000) / 1000
 }

@@ -2,37 +2,88 @@
 // bucket. It is pure arithmetic: no I/O, no clock.
 //
 // A meter's registers are sampled at its readings; between two consecutive
-// readings the register is taken to rise linearly in time. The energy of a
-// bucket is then the register at its end minus the register at its start,
-// and the energy of a segment between two readings is spread over the
-// buckets it overlaps in proportion to the overlap: both give the same
-// figure for one meter.
+// readings a register is taken to rise linearly in time. The register at an
+// instant between two readings is that line's value rounded down to a whole
+// Wh, computed exactly in integers (the product of a register difference
+// and a time can exceed 64 bits, so it is taken in 128). The energy of a
+// bucket is the register at its end minus the register at its start, so
+// every figure is a whole Wh, the buckets of a window add up exactly to the
+// register difference across it, and a bucket's energy is exact however
+// large the registers, up to 2^63-1 Wh.
 package energy
 
 import (
 	"math"
+	"math/bits"
 	"time"
 
 	"smartmeters/crypto"
 )
 
 // Bucket is the energy imported (WhIn) and exported (WhOut) in [Start,
-// End). Complete is false, and the energy zero, when a register cannot be
-// interpolated at one of the bucket's edges: no reading at or before it, or
-// none at or after it.
+// End), in Wh. Complete is false, and the energy zero, when a register
+// cannot be placed at one of the bucket's edges: no reading at or before
+// it, or none at or after it.
 type Bucket struct {
 	Start, End  time.Time
-	WhIn, WhOut float64
+	WhIn, WhOut int64
 	Complete    bool
+}
+
+// Interpolate returns the register at instant t of the line from (t0, w0)
+// to (t1, w1), t0 <= t <= t1 and t0 < t1, rounded down to a whole Wh:
+// w0 + floor((w1-w0)·(t-t0)/(t1-t0)), exact for any registers and times.
+func Interpolate(t0, w0, t1, w1, t int64) int64 {
+	if t <= t0 {
+		return w0
+	}
+	if t >= t1 {
+		return w1
+	}
+	span, part := uint64(t1-t0), uint64(t-t0)
+	d := w1 - w0 // registers are 0 to 2^63-1, so this cannot overflow
+	neg := d < 0
+	ad := uint64(d)
+	if neg {
+		ad = uint64(-d)
+	}
+	hi, lo := bits.Mul64(ad, part)
+	q, rem := bits.Div64(hi, lo, span) // hi < span, since part < span
+	if !neg {
+		return w0 + int64(q)
+	}
+	if rem != 0 {
+		q++ // floor of a negative quotient
+	}
+	return w0 - int64(q)
+}
+
+// registersAt places both registers at t (Unix milliseconds) from rs, a
+// meter's readings in time order. *j is advanced to the first reading at
+// or after t; instants must be asked for in increasing order.
+func registersAt(rs []crypto.Reading, j *int, t int64) (whIn, whOut int64, ok bool) {
+	for *j < len(rs) && rs[*j].Timestamp < t {
+		*j++
+	}
+	if *j == len(rs) {
+		return 0, 0, false
+	}
+	after := rs[*j]
+	if after.Timestamp == t {
+		return after.WhIn, after.WhOut, true
+	}
+	if *j == 0 {
+		return 0, 0, false
+	}
+	before := rs[*j-1]
+	return Interpolate(before.Timestamp, before.WhIn, after.Timestamp, after.WhIn, t),
+		Interpolate(before.Timestamp, before.WhOut, after.Timestamp, after.WhOut, t), true
 }
 
 // Apportion turns one meter's cumulative registers into energy per bucket
 // of width b over [from, to), which must span whole buckets. rs must be in
 // time order and include the readings just outside the window, as
-// store.RegisterSeries returns them. Each register is interpolated
-// linearly at every bucket edge between the two readings that straddle it
-// (or taken as is from a reading exactly on it); a bucket's energy is the
-// difference between its edges. One pass over rs serves all edges.
+// store.RegisterSeries returns them. One pass over rs serves all edges.
 func Apportion(rs []crypto.Reading, from, to time.Time, b time.Duration) []Bucket {
 	n := int(to.Sub(from) / b)
 	out := make([]Bucket, n)
@@ -44,68 +95,56 @@ func Apportion(rs []crypto.Reading, from, to time.Time, b time.Duration) []Bucke
 		in, outW, ok := registersAt(rs, &j, end.UnixMilli())
 		out[i] = Bucket{Start: start, End: end}
 		if ok && prevOK {
-			out[i].WhIn, out[i].WhOut, out[i].Complete = RoundWh(in-prevIn), RoundWh(outW-prevOut), true
+			out[i].WhIn, out[i].WhOut, out[i].Complete = in-prevIn, outW-prevOut, true
 		}
 		prevIn, prevOut, prevOK = in, outW, ok
 	}
 	return out
 }
 
-// registersAt interpolates both registers at t (Unix milliseconds). *j is
-// advanced to the first reading at or after t; edges must be asked for in
-// increasing order.
-func registersAt(rs []crypto.Reading, j *int, t int64) (whIn, whOut float64, ok bool) {
-	for *j < len(rs) && rs[*j].Timestamp < t {
-		*j++
-	}
-	if *j == len(rs) {
-		return 0, 0, false
-	}
-	after := rs[*j]
-	if after.Timestamp == t {
-		return float64(after.WhIn), float64(after.WhOut), true
-	}
-	if *j == 0 {
-		return 0, 0, false
-	}
-	before := rs[*j-1]
-	span := float64(after.Timestamp - before.Timestamp)
-	part := float64(t - before.Timestamp)
-	whIn = float64(before.WhIn) + float64(after.WhIn-before.WhIn)*part/span
-	whOut = float64(before.WhOut) + float64(after.WhOut-before.WhOut)*part/span
-	return whIn, whOut, true
-}
-
-// Fleet sums the energy of many meters per bucket of width B starting at
-// From: each pair of consecutive readings of a meter is a segment whose
-// register difference is spread over the buckets it overlaps.
+// Fleet sums the energy of many meters per bucket: each pair of
+// consecutive readings of a meter is a segment, and a bucket gets the
+// segment's register rise across the part of the segment inside it. For
+// one meter that is exactly what Apportion gives a complete bucket. A sum
+// that would pass 2^63-1 Wh stays there.
 type Fleet struct {
-	from, bm int64        // Unix milliseconds
-	Buckets  [][2]float64 // Wh in, Wh out per bucket
+	from, bm int64       // Unix milliseconds
+	Buckets  [][2]int64 // Wh in, Wh out per bucket
 }
 
 // NewFleet returns an empty sum over n buckets of width b from from.
 func NewFleet(from time.Time, b time.Duration, n int) *Fleet {
-	return &Fleet{from: from.UnixMilli(), bm: b.Milliseconds(), Buckets: make([][2]float64, n)}
+	return &Fleet{from: from.UnixMilli(), bm: b.Milliseconds(), Buckets: make([][2]int64, n)}
 }
 
 // AddSegment adds the energy of the segment between consecutive readings p
-// and r of one meter (p before r) to the buckets it overlaps, in proportion
-// to the overlap.
+// and r of one meter (p before r) to the buckets it overlaps.
 func (f *Fleet) AddSegment(p, r crypto.Reading) {
-	span := float64(r.Timestamp - p.Timestamp)
-	dIn, dOut := float64(r.WhIn-p.WhIn), float64(r.WhOut-p.WhOut)
 	first := max(floorDiv(p.Timestamp-f.from, f.bm), 0)
 	last := min(floorDiv(r.Timestamp-1-f.from, f.bm), int64(len(f.Buckets))-1)
 	for k := first; k <= last; k++ {
 		start := f.from + k*f.bm
-		overlap := float64(min(r.Timestamp, start+f.bm) - max(p.Timestamp, start))
-		if overlap <= 0 {
+		lo, hi := max(p.Timestamp, start), min(r.Timestamp, start+f.bm)
+		if hi <= lo {
 			continue
 		}
-		f.Buckets[k][0] += dIn * overlap / span
-		f.Buckets[k][1] += dOut * overlap / span
+		in := Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, hi) - Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, lo)
+		out := Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, hi) - Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, lo)
+		f.Buckets[k][0] = saturatingAdd(f.Buckets[k][0], in)
+		f.Buckets[k][1] = saturatingAdd(f.Buckets[k][1], out)
 	}
+}
+
+// saturatingAdd returns a+b, held at the int64 limits instead of wrapping.
+func saturatingAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case a > 0 && b > 0 && s < 0:
+		return math.MaxInt64
+	case a < 0 && b < 0 && s >= 0:
+		return math.MinInt64
+	}
+	return s
 }
 
 func floorDiv(a, b int64) int64 {
@@ -114,10 +153,4 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
-}
-
-// RoundWh rounds to a milliwatt-hour, well below any meter's resolution, so
-// that float noise does not show.
-func RoundWh(wh float64) float64 {
-	return math.Round(wh*1000) / 1000
 }
