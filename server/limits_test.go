@@ -85,6 +85,39 @@ func TestRateLimitPerKey(t *testing.T) {
 	}
 }
 
+// TestRateLimitCountsStored replays a stored reading, as anyone can who
+// has seen an export: the duplicates, and a conflicting reading, cost the
+// meter nothing, and its next readings are stored as its allowance says.
+func TestRateLimitCountsStored(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.Ingest.RatePerKey, c.Ingest.RateBurstPerKey = 0.5, 3 })
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "replayed", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	at := func(i, wh int64) reportBody {
+		return signed(t, k, crypto.Reading{WhIn: wh, Timestamp: now.Add(-time.Hour).UnixMilli() + i*1000})
+	}
+	if r := postJSON(t, ts.public+"/reportReading", at(0, 0)); r.status != http.StatusCreated {
+		t.Fatalf("first reading: %d %s", r.status, r.rawBody)
+	}
+	for range 10 {
+		if r := postJSON(t, ts.public+"/reportReading", at(0, 0)); r.status != http.StatusOK {
+			t.Fatalf("replay: %d %s, want 200 duplicate", r.status, r.rawBody)
+		}
+	}
+	wantProblem(t, postJSON(t, ts.public+"/reportReading", at(0, 5)), http.StatusConflict, "reading-conflict")
+	if r := postJSON(t, ts.public+"/reportReadings", []reportBody{at(0, 0), at(0, 0)}); !strings.Contains(r.rawBody, `"status":200`) ||
+		strings.Contains(r.rawBody, `"status":429`) {
+		t.Fatalf("replayed batch: %s", r.rawBody)
+	}
+	for i := range int64(2) {
+		if r := postJSON(t, ts.public+"/reportReading", at(1+i, 1+i)); r.status != http.StatusCreated {
+			t.Fatalf("reading %d within the allowance after the replays: %d %s", 1+i, r.status, r.rawBody)
+		}
+	}
+	wantProblem(t, postJSON(t, ts.public+"/reportReading", at(3, 3)), http.StatusTooManyRequests, "rate-limited")
+}
+
 func TestRateLimitPerAddress(t *testing.T) {
 	ts := newTestServer(t, dbtest.SQLite(t), func(c *server.Config) { c.RatePerAddress = 1; c.RateBurstPerAddress = 5 })
 	for i := range 5 {

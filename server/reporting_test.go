@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -458,5 +459,42 @@ func TestLargeRegisters(t *testing.T) {
 				t.Errorf("total %+v, want 3/3000", cons.Total)
 			}
 		})
+	}
+}
+
+// TestForgeriesAreNotTheMeters sends reports with a meter's public key and
+// bad signatures: they are counted against the key, apart, and the meter
+// stays as its own readings left it. A refusal of a reading the meter did
+// sign is its own.
+func TestForgeriesAreNotTheMeters(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	k := newKey(t, "ed25519")
+	id := seedMeter(t, ts, "victim", k, reg{now.Add(-10 * time.Second), 10, 0})
+	for i := range int64(4) {
+		body := signed(t, k, crypto.Reading{WhIn: 20 + i, Timestamp: now.Add(-5 * time.Second).UnixMilli()})
+		body.Reading.WhIn++ // no longer what was signed
+		wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusBadRequest, "invalid-signature")
+	}
+	var m struct {
+		State             string          `json:"state"`
+		LastRejection     json.RawMessage `json:"lastRejection"`
+		InvalidSignatures *struct {
+			Count  int64     `json:"count"`
+			LastAt time.Time `json:"lastAt"`
+		} `json:"invalidSignatures"`
+	}
+	getJSON(t, ts, fmt.Sprintf("/meters/%d", id), &m)
+	if m.State != "reporting" || string(m.LastRejection) != "null" {
+		t.Errorf("after forgeries: state %s, lastRejection %s; want reporting and null", m.State, m.LastRejection)
+	}
+	if m.InvalidSignatures == nil || m.InvalidSignatures.Count != 4 || !m.InvalidSignatures.LastAt.Equal(now) {
+		t.Errorf("invalidSignatures %+v, want 4 at %s", m.InvalidSignatures, now)
+	}
+	// A reading the meter signed, refused: its own rejection.
+	ahead := signed(t, k, crypto.Reading{WhIn: 30, Timestamp: now.Add(time.Hour).UnixMilli()})
+	wantProblem(t, postJSON(t, ts.public+"/reportReading", ahead), http.StatusUnprocessableEntity, "timestamp-in-future")
+	getJSON(t, ts, fmt.Sprintf("/meters/%d", id), &m)
+	if m.State != "rejected" || !strings.Contains(string(m.LastRejection), "timestamp-in-future") {
+		t.Errorf("after its own refused reading: state %s, lastRejection %s", m.State, m.LastRejection)
 	}
 }

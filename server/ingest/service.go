@@ -130,22 +130,23 @@ type Result struct {
 
 // Report stores the reading of body, the JSON of one api.ReportRequest,
 // and returns its outcome. Every refusal is a Result with a Problem, and
-// is counted; the returned error is nil.
+// is counted.
 func (s *Service) Report(ctx context.Context, body []byte) Result {
 	var req api.ReportRequest
 	if err := UnmarshalStrict(body, &req); err != nil {
 		return s.refused(err, 0)
 	}
 	s.metrics.received.Inc()
-	row, meterID, err := s.check(ctx, &req)
+	c, meterID, err := s.check(ctx, &req)
 	if err != nil {
 		return s.refused(err, meterID)
 	}
-	results, err := s.commits.submit(ctx, []store.Reading{row})
+	results, err := s.commits.submit(ctx, []store.Reading{c.row})
 	if err != nil {
+		c.token.Return(s.cfg.Now())
 		return s.refused(s.storeFailure(err), 0)
 	}
-	return s.outcome(row, results[0])
+	return s.outcome(c, results[0])
 }
 
 // ReportBatch stores the readings of body, a JSON array of
@@ -166,17 +167,17 @@ func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error
 	}
 	s.metrics.received.Add(float64(len(reqs)))
 
-	rows := make([]store.Reading, len(reqs))
+	cs := make([]checked, len(reqs))
 	meters := make([]int64, len(reqs))
 	errs := make([]error, len(reqs))
-	s.checkAll(ctx, reqs, rows, meters, errs)
+	s.checkAll(ctx, reqs, cs, meters, errs)
 
 	results := make([]Result, len(reqs))
 	var valid []store.Reading
 	var validIdx []int
 	for i, err := range errs {
 		if err == nil {
-			valid = append(valid, rows[i])
+			valid = append(valid, cs[i].row)
 			validIdx = append(validIdx, i)
 		} else {
 			results[i] = s.refused(err, meters[i])
@@ -186,10 +187,11 @@ func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error
 		commits, err := s.commits.submit(ctx, valid)
 		for j, i := range validIdx {
 			if err != nil {
+				cs[i].token.Return(s.cfg.Now())
 				results[i] = s.refused(s.storeFailure(err), 0)
 				continue
 			}
-			results[i] = s.outcome(valid[j], commits[j])
+			results[i] = s.outcome(cs[i], commits[j])
 		}
 	}
 	return results, nil
@@ -207,7 +209,8 @@ func (s *Service) Refuse(err error) error {
 
 // refused counts a refused reading and returns its Result. err is a
 // *api.Problem or, for a bug, anything else, which is logged and answered
-// as internal.
+// as internal. meterID is the meter the refusal is attributed to: 0 unless
+// the reading's signature verified.
 func (s *Service) refused(err error, meterID int64) Result {
 	var p *api.Problem
 	if !errors.As(err, &p) {
@@ -224,27 +227,33 @@ func (s *Service) count(p *api.Problem, meterID int64) {
 	s.observer.Rejected(slug, meterID, s.cfg.Now())
 }
 
+// checked is a reading that passed every check: the row to store, and the
+// token of its meter's allowance, given back unless the row is stored.
+type checked struct {
+	row   store.Reading
+	token ratelimit.Token
+}
+
 // check runs every test a report must pass before it is stored, cheapest
 // first so that an unknown key costs no signature verification: decode,
 // look the key up, verify, check the clock and the allowance. It returns
-// the row to store, or a problem; meterID is set once the key is known.
-func (s *Service) check(ctx context.Context, req *api.ReportRequest) (row store.Reading, meterID int64, err error) {
+// the reading to store, or a problem and the meter it is attributed to.
+func (s *Service) check(ctx context.Context, req *api.ReportRequest) (checked, int64, error) {
 	sr, err := decodeReport(req)
 	if err != nil {
-		return row, 0, err
+		return checked{}, 0, err
 	}
 	mk, err := s.lookupKey(ctx, sr.fp)
 	if err != nil {
-		return row, 0, err
+		return checked{}, 0, err
 	}
-	row, err = s.verify(sr, mk)
-	return row, mk.meterID, err
+	return s.verify(sr, mk)
 }
 
-// checkAll runs check on every request, leaving the row, meter and error
-// at the same index. Decoding and key lookups (memory, mostly) run in
-// order; signature verification, the costly part, runs on all cores.
-func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, rows []store.Reading, meters []int64, errs []error) {
+// checkAll runs check on every request, leaving the outcome at the same
+// index. Decoding and key lookups (memory, mostly) run in order; signature
+// verification, the costly part, runs on all cores.
+func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, cs []checked, meters []int64, errs []error) {
 	type job struct {
 		sr signedReading
 		mk meterKey
@@ -254,7 +263,6 @@ func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, rows [
 		sr, err := decodeReport(&reqs[i])
 		if err == nil {
 			jobs[i].mk, err = s.lookupKey(ctx, sr.fp)
-			meters[i] = jobs[i].mk.meterID
 		}
 		jobs[i].sr, errs[i] = sr, err
 	}
@@ -269,7 +277,7 @@ func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, rows [
 					return
 				}
 				if errs[i] == nil {
-					rows[i], errs[i] = s.verify(jobs[i].sr, jobs[i].mk)
+					cs[i], meters[i], errs[i] = s.verify(jobs[i].sr, jobs[i].mk)
 				}
 			}
 		})
@@ -293,44 +301,56 @@ func (s *Service) lookupKey(ctx context.Context, fp crypto.Fingerprint) (meterKe
 	return mk, nil
 }
 
-// verify checks the signature, the clock and the allowance of a reading
-// whose key is known.
-func (s *Service) verify(sr signedReading, mk meterKey) (store.Reading, error) {
+// verify checks the signature of a reading whose key is known, then the
+// clock and the meter's allowance. A signature that does not verify says
+// nothing about the meter (anyone who knows its public key can send one):
+// it is counted as a forgery against the meter and attributed to no one.
+// A reading that verified is the meter's own, refused or not.
+func (s *Service) verify(sr signedReading, mk meterKey) (checked, int64, error) {
 	start := time.Now()
 	err := mk.key.Verify(sr.reading, sr.signature)
 	mk.observeVerify.Observe(time.Since(start).Seconds())
-	if err != nil {
-		return store.Reading{}, api.Errorf(api.InvalidSignature, "%v", err)
-	}
 	now := s.cfg.Now()
+	if err != nil {
+		s.observer.Forged(mk.meterID, now)
+		return checked{}, 0, api.Errorf(api.InvalidSignature, "%v", err)
+	}
 	if ahead := time.UnixMilli(sr.reading.Timestamp).Sub(now); ahead > s.cfg.MaxClockSkew {
-		return store.Reading{}, api.Errorf(api.TimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
+		return checked{}, mk.meterID, api.Errorf(api.TimestampFuture, "timestamp %d is %s ahead of the server clock; at most %s is allowed",
 			sr.reading.Timestamp, ahead.Round(time.Millisecond), s.cfg.MaxClockSkew)
 	}
-	if err := s.allowReading(mk.meterID, now); err != nil {
-		return store.Reading{}, err
+	tok, err := s.allowReading(mk.meterID, now)
+	if err != nil {
+		return checked{}, mk.meterID, err
 	}
-	return store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}, nil
+	row := store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}
+	return checked{row: row, token: tok}, mk.meterID, nil
 }
 
-// allowReading spends one token of meter id's bucket, or returns the
+// allowReading takes one token of meter id's bucket, or returns the
 // rate-limited problem. It is called only once a reading's signature has
 // verified, so that a forger, who knows a meter's public key, cannot spend
-// that meter's allowance.
-func (s *Service) allowReading(id int64, now time.Time) error {
-	ok, wait := s.perKey.Take(id, 1, now)
+// that meter's allowance; and the token is given back unless the reading
+// is stored (see outcome), so that a replayed reading, a duplicate, costs
+// nothing either: the limit counts the readings a meter has stored.
+func (s *Service) allowReading(id int64, now time.Time) (ratelimit.Token, error) {
+	tok, ok, wait := s.perKey.Reserve(id, now)
 	if ok {
-		return nil
+		return tok, nil
 	}
 	p := api.Errorf(api.RateLimited, "meter %d reports more than %g readings a second; retry in %s",
 		id, s.perKey.Rate(), wait.Round(time.Millisecond))
 	p.RetryAfter = wait
-	return p
+	return tok, p
 }
 
-// outcome turns what the store did with a reading into its Result, and
-// counts it.
-func (s *Service) outcome(row store.Reading, res commitResult) Result {
+// outcome turns what the store did with a reading into its Result, gives
+// back the meter's token unless the reading was stored, and counts it.
+func (s *Service) outcome(c checked, res commitResult) Result {
+	row := c.row
+	if res.err != nil || res.outcome != store.Stored {
+		c.token.Return(s.cfg.Now())
+	}
 	if res.err != nil {
 		// A store failure says nothing about the meter.
 		return s.refused(s.storeFailure(res.err), 0)

@@ -79,3 +79,32 @@ func (b *Buckets[K]) Take(k K, n int, now time.Time) (ok bool, wait time.Duratio
 	short := float64(n) - lim.TokensAt(now)
 	return false, time.Duration(short / float64(b.rate) * float64(time.Second))
 }
+
+// Token is one token taken from a bucket, which can be given back. The
+// zero Token (from nil Buckets) gives nothing back.
+type Token struct{ r *rate.Reservation }
+
+// Reserve takes one token of k's bucket if it holds one, and otherwise
+// returns how long until it will. The token can be given back with
+// Token.Return, as if it had never been taken.
+func (b *Buckets[K]) Reserve(k K, now time.Time) (tok Token, ok bool, wait time.Duration) {
+	if b == nil {
+		return Token{}, true, 0
+	}
+	r := b.limiter(k).ReserveN(now, 1)
+	if !r.OK() {
+		return Token{}, false, time.Duration(float64(time.Second) / float64(b.rate))
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return Token{}, false, d
+	}
+	return Token{r}, true, 0
+}
+
+// Return gives the token back to its bucket.
+func (t Token) Return(now time.Time) {
+	if t.r != nil {
+		t.r.CancelAt(now)
+	}
+}

@@ -31,10 +31,13 @@ type Live struct {
 
 	rejected sync.Map // reason string → *atomic.Int64
 
-	// meterRejections holds the latest rejection of each meter whose key
-	// was known when its reading was rejected; at most one entry per meter.
+	// meterRejections holds the latest rejection of each meter's own
+	// readings (signed by it, refused all the same), and meterForgeries the
+	// reports that named a meter's key but whose signature did not verify;
+	// at most one entry per meter in each.
 	mu              sync.Mutex
 	meterRejections map[int64]rejection
+	meterForgeries  map[int64]forgeries
 
 	hub hub
 
@@ -46,6 +49,7 @@ type Live struct {
 func NewLive() *Live {
 	l := &Live{
 		meterRejections: make(map[int64]rejection),
+		meterForgeries:  make(map[int64]forgeries),
 		shutdown:        make(map[*http.Server]chan struct{}),
 	}
 	l.hub.subs = make(map[*subscriber]struct{})
@@ -60,9 +64,8 @@ func (l *Live) Stored(meterID int64, r crypto.Reading, receivedAt time.Time) {
 }
 
 // Rejected counts a rejected reading by its problem slug, such as
-// "unknown-key". A reading whose meter is known (its key is registered)
-// is also remembered as that meter's latest rejection, which the
-// dashboard shows.
+// "unknown-key". A reading the meter signed itself (meterID not 0) is also
+// remembered as that meter's latest rejection, which the dashboard shows.
 func (l *Live) Rejected(reason string, meterID int64, at time.Time) {
 	l.countRejected(reason)
 	if meterID == 0 {
@@ -77,6 +80,33 @@ func (l *Live) Rejected(reason string, meterID int64, at time.Time) {
 type rejection struct {
 	reason string
 	at     time.Time
+}
+
+// Forged counts a report that named meter meterID's key with a signature
+// that does not verify. It is not the meter's rejection: anyone who knows
+// the public key can send one.
+func (l *Live) Forged(meterID int64, at time.Time) {
+	l.mu.Lock()
+	f := l.meterForgeries[meterID]
+	f.count++
+	f.last = at.UTC()
+	l.meterForgeries[meterID] = f
+	l.mu.Unlock()
+}
+
+// forgeries counts the reports with a bad signature that named one
+// meter's key.
+type forgeries struct {
+	count int64
+	last  time.Time
+}
+
+// forgeriesOf returns the bad-signature reports that named a meter's key.
+func (l *Live) forgeriesOf(meterID int64) (forgeries, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, ok := l.meterForgeries[meterID]
+	return f, ok
 }
 
 // lastRejection returns the latest rejection of a meter, if any.

@@ -32,6 +32,11 @@ type meterJSON struct {
 	State         string          `json:"state"`
 	LastReading   *readingJSONOut `json:"lastReading"`
 	LastRejection *rejectionJSON  `json:"lastRejection"`
+	// InvalidSignatures counts the reports that named the meter's key with
+	// a signature that did not verify, since this process started: forgery
+	// attempts, or a meter that signs wrongly. They are not the meter's
+	// rejections and do not change its state.
+	InvalidSignatures *invalidSignaturesJSON `json:"invalidSignatures"`
 }
 
 type readingJSONOut struct {
@@ -40,6 +45,11 @@ type readingJSONOut struct {
 	WhOut           int64     `json:"whOut"`
 	ReceivedAt      time.Time `json:"receivedAt"`
 	Base64Signature string    `json:"base64Signature,omitempty"`
+}
+
+type invalidSignaturesJSON struct {
+	Count  int64     `json:"count"`
+	LastAt time.Time `json:"lastAt"`
 }
 
 type rejectionJSON struct {
@@ -70,6 +80,9 @@ func (a *API) meterOut(ms store.MeterSummary, now time.Time, window time.Duratio
 		if now.Sub(ms.LastReading.Time()) <= window {
 			out.State = stateReporting
 		}
+	}
+	if f, ok := a.live.forgeriesOf(ms.ID); ok {
+		out.InvalidSignatures = &invalidSignaturesJSON{Count: f.count, LastAt: f.last}
 	}
 	if rej, ok := a.live.lastRejection(ms.ID); ok {
 		out.LastRejection = &rejectionJSON{Reason: rej.reason, At: rej.at}
