@@ -42,6 +42,8 @@ func TestRun(t *testing.T) {
 		{"MissingTLSFiles", []string{"serve", "--database-url", dbURL, "--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, 1, "", "load TLS certificate"},
 		{"MigrateExtraArg", []string{"migrate", "--database-url", dbURL, "up", "now"}, 2, "", `unexpected argument "now"`},
 		{"MigrateBadFlag", []string{"migrate", "up", "--bogus"}, 2, "", "flag provided but not defined"},
+		{"BadMemoryBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "lots"}, 1, "", `--memory-budget "lots": want a size such as 64MiB`},
+		{"ShareOverBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "1MiB", "--memory-per-address", "2MiB"}, 1, "", "--memory-per-address 2MiB is more than --memory-budget 1MiB"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,9 +17,18 @@ type Config struct {
 	AdminListen string         // admin address
 	AdminAllow  []netip.Prefix // networks allowed on the admin listener
 
-	MaxBodyBytes    int64         // largest body of a single report or an admin request
-	ShutdownTimeout time.Duration // how long Serve waits for requests in flight once told to stop
-	Now             func() time.Time
+	MaxBodyBytes   int64 // largest body of a single report or an admin request
+	MaxHeaderBytes int   // largest request header block (http.Server.MaxHeaderBytes)
+
+	// MemoryBudget bounds the bytes that open connections (room for their
+	// headers) and request bodies in flight may hold at once, and
+	// MemoryPerAddress the part of it one client address (an IPv6 /64)
+	// may hold; past either a connection or a body is answered 503
+	// overloaded at once.
+	MemoryBudget     int64
+	MemoryPerAddress int64
+	ShutdownTimeout  time.Duration // how long Serve waits for requests in flight once told to stop
+	Now              func() time.Time
 
 	// How long a client may take (http.Server's timeouts).
 	ReadHeaderTimeout time.Duration // to send a request's headers
@@ -84,6 +93,9 @@ func DefaultConfig() Config {
 		AdminListen:           "127.0.0.1:8081",
 		AdminAllow:            DefaultAdminAllow,
 		MaxBodyBytes:          64 << 10,
+		MaxHeaderBytes:        16 << 10,
+		MemoryBudget:          128 << 20,
+		MemoryPerAddress:      32 << 20,
 		ShutdownTimeout:       30 * time.Second,
 		Now:                   time.Now,
 		ReadHeaderTimeout:     5 * time.Second,

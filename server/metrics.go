@@ -9,8 +9,10 @@ import (
 // that several servers can live in one process (as in tests). The ingest
 // path registers its own on the same registry.
 type metrics struct {
-	registry    *prometheus.Registry
-	httpSeconds *prometheus.HistogramVec
+	registry      *prometheus.Registry
+	httpSeconds   *prometheus.HistogramVec
+	budgetInUse   prometheus.Gauge
+	budgetRefused prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -21,9 +23,17 @@ func newMetrics() *metrics {
 			Help:    "HTTP request latency, by route and status code.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}, []string{"route", "code"}),
+		budgetInUse: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "smartmeters_memory_budget_bytes_in_use",
+			Help: "Bytes of the memory budget held by open connections and request bodies in flight.",
+		}),
+		budgetRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smartmeters_memory_budget_refused_total",
+			Help: "Connections and request bodies refused because the memory budget, or a client's share of it, was spent.",
+		}),
 	}
 	m.registry.MustRegister(
-		m.httpSeconds,
+		m.httpSeconds, m.budgetInUse, m.budgetRefused,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

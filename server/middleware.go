@@ -29,12 +29,11 @@ func (s *Server) allowAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// limitPublic guards the public listener: requests beyond
-// MaxConcurrentRequests in progress are answered 503 overloaded at once,
-// and a client address over its rate 429 rate-limited, both with
-// Retry-After and before the body is read. They are counted by
-// smartmeters_http_request_seconds, not as rejected readings. /healthz and
-// /readyz are exempt, so that probes tell overload from death.
+// limitPublic guards the public listener: a client address over its rate
+// is answered 429 rate-limited with Retry-After, before the body is read.
+// Such answers are counted by smartmeters_http_request_seconds, not as
+// rejected readings. /healthz and /readyz are exempt, so that probes tell
+// overload from death.
 func (s *Server) limitPublic(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		switch c.Path() {
@@ -52,15 +51,24 @@ func (s *Server) limitPublic(next echo.HandlerFunc) echo.HandlerFunc {
 				}
 			}
 		}
-		if s.slots != nil {
-			select {
-			case s.slots <- struct{}{}:
-				defer func() { <-s.slots }()
-			default:
-				return api.Errorf(api.Overloaded, "more than %d requests are in progress; retry", cap(s.slots))
-			}
-		}
 		return next(c)
+	}
+}
+
+// acquireSlot takes one of the MaxConcurrentRequests slots of reports in
+// progress, or answers 503 overloaded at once; done gives it back. A
+// report takes its slot once its body is read, so that clients that send
+// their bodies slowly hold none: the slots bound the work of verifying and
+// storing, and the memory budget what bodies in flight may hold.
+func (s *Server) acquireSlot() (done func(), err error) {
+	if s.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	default:
+		return func() {}, api.Errorf(api.Overloaded, "more than %d reports are in progress; retry", cap(s.slots))
 	}
 }
 

@@ -42,7 +42,7 @@ type registryAPI struct {
 	store      RegistryStore
 	keys       KeyCache
 	minRSABits int
-	maxBody    int64
+	decode     func(c echo.Context, v any) error // reads a request body into v
 	now        func() time.Time
 	logger     *slog.Logger
 }
@@ -50,7 +50,7 @@ type registryAPI struct {
 // handleRegister registers a meter: POST /register on the admin listener.
 func (a *registryAPI) handleRegister(c echo.Context) error {
 	var req api.RegisterRequest
-	if err := decodeBody(c, a.maxBody, &req); err != nil {
+	if err := a.decode(c, &req); err != nil {
 		return err
 	}
 	if err := validUsername(req.Username); err != nil {
@@ -194,7 +194,7 @@ func (a *registryAPI) handleRevokeKey(c echo.Context) error {
 		return err
 	}
 	var req revokeRequest
-	if err := decodeBody(c, a.maxBody, &req); err != nil {
+	if err := a.decode(c, &req); err != nil {
 		return err
 	}
 	if err := validReason(req.Reason); err != nil {
@@ -222,7 +222,7 @@ func (a *registryAPI) handleReplaceKey(c echo.Context) error {
 		return err
 	}
 	var req replaceKeyRequest
-	if err := decodeBody(c, a.maxBody, &req); err != nil {
+	if err := a.decode(c, &req); err != nil {
 		return err
 	}
 	if req.Base64PublicKey == "" {

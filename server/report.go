@@ -10,10 +10,16 @@ import (
 
 // handleReportReading stores one signed reading: POST /reportReading.
 func (s *Server) handleReportReading(c echo.Context) error {
-	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	body, release, err := s.readBody(c, s.cfg.MaxBodyBytes)
+	defer release()
 	if err != nil {
 		return s.ingest.Refuse(err)
 	}
+	done, err := s.acquireSlot()
+	if err != nil {
+		return s.ingest.Refuse(err)
+	}
+	defer done()
 	res := s.ingest.Report(c.Request().Context(), body)
 	if res.Problem != nil {
 		return res.Problem
@@ -27,10 +33,16 @@ func (s *Server) handleReportReading(c echo.Context) error {
 // reading, in order, and with Retry-After when a result asks for a retry;
 // a malformed body as a whole is a problem.
 func (s *Server) handleReportReadings(c echo.Context) error {
-	body, err := readBody(c, s.batchBodyLimit())
+	body, release, err := s.readBody(c, s.batchBodyLimit())
+	defer release()
 	if err != nil {
 		return s.ingest.Refuse(err)
 	}
+	done, err := s.acquireSlot()
+	if err != nil {
+		return s.ingest.Refuse(err)
+	}
+	defer done()
 	results, err := s.ingest.ReportBatch(c.Request().Context(), body)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,7 @@ type Server struct {
 	registry  *registryAPI
 	health    *health
 	metrics   *metrics
+	budget    *memoryBudget
 	perAddr   *ratelimit.Buckets[netip.Addr]
 	slots     chan struct{} // one per public request in progress; nil means no cap
 }
@@ -72,10 +74,16 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	cfg.Ingest.Now = cfg.Now
-	if cfg.MaxBodyBytes < 1 {
-		return nil, fmt.Errorf("server: MaxBodyBytes %d: must be at least 1", cfg.MaxBodyBytes)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"MaxBodyBytes", cfg.MaxBodyBytes}, {"MaxHeaderBytes", int64(cfg.MaxHeaderBytes)}, {"MemoryBudget", cfg.MemoryBudget}, {"MemoryPerAddress", cfg.MemoryPerAddress}} {
+		if f.v < 1 {
+			return nil, fmt.Errorf("server: %s %d: must be at least 1", f.name, f.v)
+		}
 	}
 	s := &Server{cfg: cfg, logger: logger, metrics: newMetrics()}
+	s.budget = newMemoryBudget(cfg.MemoryBudget, cfg.MemoryPerAddress, s.metrics)
 	s.live = reporting.NewLive()
 	var err error
 	s.ingest, err = ingest.New(cfg.Ingest, stores.Keys, stores.Readings, s.live, s.metrics.registry, logger)
@@ -83,7 +91,11 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.reporting = reporting.New(stores.Reporting, s.live, cfg.Now, logger)
-	s.registry = &registryAPI{store: stores.Registry, keys: s.ingest.Keys(), minRSABits: cfg.Ingest.MinRSABits, maxBody: cfg.MaxBodyBytes, now: cfg.Now, logger: logger}
+	s.registry = &registryAPI{
+		store: stores.Registry, keys: s.ingest.Keys(), minRSABits: cfg.Ingest.MinRSABits,
+		decode: func(c echo.Context, v any) error { return s.decodeBody(c, cfg.MaxBodyBytes, v) },
+		now:    cfg.Now, logger: logger,
+	}
 	s.health = &health{store: stores.Health, schemaCheck: cfg.SchemaCheck, ttl: cfg.SchemaCheckTTL, now: cfg.Now, logger: logger}
 	s.perAddr = ratelimit.New[netip.Addr](cfg.RatePerAddress, cfg.RateBurstPerAddress)
 	if cfg.MaxConcurrentRequests > 0 {
@@ -149,7 +161,7 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 		return err
 	}
 	servers := []*http.Server{s.httpServer(s.public), s.httpServer(s.admin)}
-	listeners := []net.Listener{withTLS(public, pubTLS), withTLS(admin, admTLS)}
+	listeners := []net.Listener{s.listener(public, pubTLS), s.listener(admin, admTLS)}
 	errc := make(chan error, len(servers))
 	for i, hs := range servers {
 		go func() {
@@ -177,9 +189,18 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 	return runErr
 }
 
+// listener wraps l: every connection holds room in the memory budget for
+// its headers while it is open, and TLS, when tlsCfg is set, runs over
+// that.
+func (s *Server) listener(l net.Listener, tlsCfg *tls.Config) net.Listener {
+	cost := int64(s.cfg.MaxHeaderBytes) + connOverhead
+	return withTLS(&budgetListener{Listener: l, budget: s.budget, cost: cost, answer: tlsCfg == nil}, tlsCfg)
+}
+
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
 	"smartmeters/db/migratecmd"
@@ -44,7 +45,10 @@ func flags() []cli.Flag {
 		&cli.IntFlag{Name: "rate-per-key-burst", Usage: "readings a meter may send at once above --rate-per-key", DefaultText: "10 s worth", EnvVars: env("RATE_PER_KEY_BURST")},
 		&cli.Float64Flag{Name: "rate-per-address", Value: def.RatePerAddress, Usage: "public requests a second each client address may send (429 beyond); 0 means no limit", EnvVars: env("RATE_PER_ADDRESS")},
 		&cli.IntFlag{Name: "rate-per-address-burst", Usage: "requests an address may send at once above --rate-per-address", DefaultText: "10 s worth", EnvVars: env("RATE_PER_ADDRESS_BURST")},
-		&cli.IntFlag{Name: "max-concurrent-requests", Value: def.MaxConcurrentRequests, Usage: "public requests in progress at once; beyond it 503 at once; 0 means no cap", EnvVars: env("MAX_CONCURRENT_REQUESTS")},
+		&cli.IntFlag{Name: "max-concurrent-requests", Value: def.MaxConcurrentRequests, Usage: "reports being verified and stored at once (a report takes its slot once its body is read); beyond it 503 at once; 0 means no cap", EnvVars: env("MAX_CONCURRENT_REQUESTS")},
+		&cli.StringFlag{Name: "memory-budget", Value: humanize.IBytes(uint64(def.MemoryBudget)), Usage: "memory that open connections (room for their headers) and request bodies in flight may hold at once; beyond it 503 at once", EnvVars: env("MEMORY_BUDGET")},
+		&cli.StringFlag{Name: "memory-per-address", Value: humanize.IBytes(uint64(def.MemoryPerAddress)), Usage: "the part of --memory-budget one client address (an IPv6 /64) may hold", EnvVars: env("MEMORY_PER_ADDRESS")},
+		&cli.StringFlag{Name: "max-header-bytes", Value: humanize.IBytes(uint64(def.MaxHeaderBytes)), Usage: "largest request header block", EnvVars: env("MAX_HEADER_BYTES")},
 		&cli.StringFlag{Name: "tls-cert", TakesFile: true, Usage: "PEM certificate (chain) file: serve both listeners over TLS (with --tls-key)", EnvVars: env("TLS_CERT")},
 		&cli.StringFlag{Name: "tls-key", TakesFile: true, Usage: "PEM private key file of --tls-cert", EnvVars: env("TLS_KEY")},
 		&cli.StringFlag{Name: "admin-client-ca", TakesFile: true, Usage: "PEM CA file: the admin listener demands a client certificate it signed (mutual TLS; needs --tls-cert)", EnvVars: env("ADMIN_CLIENT_CA")},
@@ -94,6 +98,19 @@ func config(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %d: must not be negative", name, c.Int(name))
 		}
 	}
+	sizes := map[string]int64{}
+	for _, name := range []string{"memory-budget", "memory-per-address", "max-header-bytes"} {
+		n, err := humanize.ParseBytes(c.String(name))
+		if err != nil || n < 1 || n > 1<<40 {
+			return cfg, fmt.Errorf("--%s %q: want a size such as 64MiB or 16KiB", name, c.String(name))
+		}
+		sizes[name] = int64(n)
+	}
+	if sizes["memory-per-address"] > sizes["memory-budget"] {
+		return cfg, fmt.Errorf("--memory-per-address %s is more than --memory-budget %s", c.String("memory-per-address"), c.String("memory-budget"))
+	}
+	cfg.MemoryBudget, cfg.MemoryPerAddress = sizes["memory-budget"], sizes["memory-per-address"]
+	cfg.MaxHeaderBytes = int(min(sizes["max-header-bytes"], 1<<30))
 	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
 		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
 	}

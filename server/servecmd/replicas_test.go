@@ -151,7 +151,7 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "smartmeters")
 	cmd := exec.Command("go", "build", "-o", bin, "smartmeters")
@@ -204,7 +204,7 @@ func startServer(t *testing.T, bin, name, dbURL string) *replica {
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
