@@ -108,7 +108,7 @@ func Apportion(rs []crypto.Reading, from, to time.Time, b time.Duration) []Bucke
 // one meter that is exactly what Apportion gives a complete bucket. A sum
 // that would pass 2^63-1 Wh stays there.
 type Fleet struct {
-	from, bm int64       // Unix milliseconds
+	from, bm int64      // Unix milliseconds
 	Buckets  [][2]int64 // Wh in, Wh out per bucket
 }
 
