@@ -60,31 +60,67 @@ func ParseURL(rawURL string) (driver, dsn string, err error) {
 // Open connects to the store named by rawURL, sets pool limits suited to
 // it, and checks that it answers within ctx.
 func Open(ctx context.Context, rawURL string) (*sqlx.DB, error) {
+	return open(ctx, rawURL, false)
+}
+
+// OpenReadOnly is Open for a pool that only reads: the reporting side's,
+// so that it can never take the connections, nor on SQLite the writer,
+// that ingest needs. Its connections cannot write: SQLite opens the file
+// read-only, and PostgreSQL makes every transaction read-only.
+func OpenReadOnly(ctx context.Context, rawURL string) (*sqlx.DB, error) {
+	return open(ctx, rawURL, true)
+}
+
+func open(ctx context.Context, rawURL string, readOnly bool) (*sqlx.DB, error) {
 	driver, dsn, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
+	}
+	if readOnly {
+		dsn = readOnlyDSN(driver, dsn)
 	}
 	db, err := sqlx.Open(driver, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", driver, err)
 	}
-	switch driver {
-	case Postgres:
+	switch {
+	case driver == Postgres && !readOnly:
 		db.SetMaxOpenConns(16)
 		db.SetMaxIdleConns(16)
-		db.SetConnMaxIdleTime(5 * time.Minute)
-		db.SetConnMaxLifetime(time.Hour)
-	case SQLite:
+	case driver == Postgres:
+		db.SetMaxOpenConns(8)
+		db.SetMaxIdleConns(8)
+	case driver == SQLite:
 		// SQLite has one writer at a time; a few connections let readers
 		// run beside it under WAL without piling up busy waits.
 		db.SetMaxOpenConns(4)
 		db.SetMaxIdleConns(4)
+	}
+	if driver == Postgres {
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		db.SetConnMaxLifetime(time.Hour)
 	}
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database %s: %w", driver, redact(rawURL), err)
 	}
 	return db, nil
+}
+
+// readOnlyDSN turns dsn into one whose connections cannot write.
+func readOnlyDSN(driver, dsn string) string {
+	if driver == SQLite {
+		// WAL is set by the writer; a read-only connection cannot set it.
+		return strings.Replace(dsn, "_pragma=journal_mode%28WAL%29&", "", 1) + "&mode=ro"
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn // ParseURL has parsed it already
+	}
+	q := u.Query()
+	q.Set("default_transaction_read_only", "on")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // redact hides the password of a URL for messages and logs.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"smartmeters/db"
 	"smartmeters/db/dbtest"
@@ -135,5 +136,35 @@ func TestConcurrentMigrateUp(t *testing.T) {
 	}
 	if err := db.CheckSchema(ctx, b.Open(t)); err != nil {
 		t.Fatalf("after concurrent up: %v", err)
+	}
+}
+
+// TestOpenReadOnly checks that a read-only pool reads what the writer
+// wrote and cannot write itself, on both stores.
+func TestOpenReadOnly(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			rw := b.OpenMigrated(t)
+			ctx := context.Background()
+			if _, err := rw.ExecContext(ctx, `INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at) VALUES ('ro', $1, $2, 'ed25519', $3)`,
+				[]byte{1}, make([]byte, 32), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			ro, err := db.OpenReadOnly(ctx, b.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ro.Close()
+			var n int
+			if err := ro.GetContext(ctx, &n, `SELECT count(*) FROM meters`); err != nil || n != 1 {
+				t.Fatalf("read through the read-only pool: %d, %v", n, err)
+			}
+			if _, err := ro.ExecContext(ctx, `DELETE FROM meters`); err == nil {
+				t.Fatal("the read-only pool deleted a row")
+			}
+			if _, err := ro.ExecContext(ctx, `UPDATE meters SET username = 'x'`); err == nil {
+				t.Fatal("the read-only pool updated a row")
+			}
+		})
 	}
 }

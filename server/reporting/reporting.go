@@ -26,7 +26,6 @@ type Store interface {
 	MeterSummaryByID(ctx context.Context, id int64) (store.MeterSummary, error)
 	MeterKeys(ctx context.Context, id int64) ([]store.MeterKey, error)
 	ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
-	EachReading(ctx context.Context, meterID int64, fn func(store.Reading) error) error
 	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
 	CountMeters(ctx context.Context) (int64, error)
 	CountReportingMeters(ctx context.Context, since time.Time) (int64, error)

@@ -57,42 +57,58 @@ func serve(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
-	defer pub.Close()
 	adm, err := net.Listen("tcp", cfg.AdminListen)
 	if err != nil {
+		pub.Close()
 		return fmt.Errorf("--admin-listen %s: %w", cfg.AdminListen, err)
 	}
-	defer adm.Close()
-
-	conn, err := db.Open(c.Context, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	migrate := driver == db.SQLite
 	if c.IsSet("migrate") {
 		migrate = c.Bool("migrate")
 	}
-	if err := prepareSchema(c.Context, conn, migrate, logger); err != nil {
+	return Run(c.Context, cfg, url, migrate, pub, adm, logger)
+}
+
+// Run serves cfg on the listeners pub and adm (which it closes) over the
+// store at url until ctx is done, migrating the store first when migrate
+// is set and refusing a schema that is behind otherwise. Beside the
+// server run partition maintenance and, with several servers on one
+// PostgreSQL, the following of their key changes; it returns when all have
+// stopped, or when one of them fails. The reporting side reads through a
+// pool of its own, which cannot write, so that a slow reader can never take
+// what ingest needs. `smartmeters serve` and `smartmeters demo` run it.
+func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, adm net.Listener, logger *slog.Logger) error {
+	defer pub.Close()
+	defer adm.Close()
+	driver, _, err := db.ParseURL(url)
+	if err != nil {
 		return err
 	}
+	conn, err := db.Open(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := prepareSchema(ctx, conn, migrate, logger); err != nil {
+		return err
+	}
+	rconn, err := db.OpenReadOnly(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer rconn.Close()
 	if driver == db.SQLite {
 		cfg.Ingest.Committers = 1 // one writer at a time: more would only wait on its lock
 	}
 	cfg.SchemaCheck = func(ctx context.Context) error { return db.CheckSchema(ctx, conn) }
-	logger.Info("store open", "driver", driver)
-	return run(c.Context, cfg, store.New(conn), driver, url, pub, adm, logger)
-}
-
-// run serves on pub and adm, with the background work beside: partition
-// maintenance and, with several servers on one PostgreSQL, following their
-// key changes. It returns when ctx is done and all have stopped, or when
-// one of them fails.
-func run(ctx context.Context, cfg server.Config, st *store.Store, driver, url string, pub, adm net.Listener, logger *slog.Logger) error {
-	srv, err := server.New(cfg, server.StoresOf(st), logger)
+	st := store.New(conn)
+	stores := server.StoresOf(st)
+	stores.Reporting = store.New(rconn)
+	srv, err := server.New(cfg, stores, logger)
 	if err != nil {
 		return err
 	}
+	logger.Info("store open", "driver", driver)
 	units := []func(context.Context) error{
 		func(ctx context.Context) error { return srv.Serve(ctx, pub, adm) },
 		background.Partitions{

@@ -2,7 +2,6 @@ package simcmd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,7 +15,7 @@ import (
 
 	"smartmeters/db"
 	"smartmeters/server"
-	"smartmeters/store"
+	"smartmeters/server/servecmd"
 )
 
 // Demo returns `smartmeters demo`.
@@ -62,14 +61,6 @@ func demoAction(c *cli.Context) error {
 		}
 		url = "sqlite:" + filepath.Join(dir, "smartmeters.db")
 	}
-	conn, err := db.Open(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := db.Migrate(ctx, conn); err != nil {
-		return err
-	}
 	pub, err := net.Listen("tcp", c.String("listen"))
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -81,21 +72,22 @@ func demoAction(c *cli.Context) error {
 	}
 	srvCfg := server.DefaultConfig()
 	srvCfg.ShutdownTimeout = 5 * time.Second
-	if conn.DriverName() == db.SQLite {
-		srvCfg.Ingest.Committers = 1
-	}
-	srv, err := server.New(srvCfg, server.StoresOf(store.New(conn)), logger)
-	if err != nil {
-		pub.Close()
-		adm.Close()
-		return err
-	}
 	// The server outlives ctx so that the simulator's last requests are
-	// answered; it is stopped once the simulation is over.
+	// answered; it is stopped once the simulation is over. If it fails,
+	// the simulation stops.
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServer()
+	simCtx, stopSim := context.WithCancelCause(ctx)
+	defer stopSim(nil)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(srvCtx, pub, adm) }()
+	go func() {
+		err := servecmd.Run(srvCtx, srvCfg, url, true, pub, adm, logger)
+		if err != nil {
+			stopSim(fmt.Errorf("demo server: %w", err))
+		}
+		served <- err
+	}()
+	c.Context = simCtx
 
 	cfg.PublicURL, cfg.AdminURL = baseURL(pub.Addr()), baseURL(adm.Addr())
 	_, simErr := simulate(c, cfg)
@@ -107,7 +99,7 @@ func demoAction(c *cli.Context) error {
 	}
 	stopServer()
 	if err := <-served; err != nil {
-		return errors.Join(simErr, fmt.Errorf("demo server: %w", err))
+		return fmt.Errorf("demo server: %w", err)
 	}
 	return simErr
 }
