@@ -403,6 +403,8 @@ func TestReportingBadInput(t *testing.T) {
 		{"ErrLimitZero", "/meters?limit=0", 400, "invalid-parameter"},
 		{"ErrLimitHuge", "/meters?limit=1001", 400, "invalid-parameter"},
 		{"ErrAfter", "/meters?after=x", 400, "invalid-parameter"},
+		{"ErrUsernameNotUTF8", "/meters?username=%C3", 400, "invalid-parameter"},
+		{"ErrUsernameSpace", "/meters?username=a%20b", 400, "invalid-parameter"},
 		{"ErrWindow", "/fleet?window=forever", 400, "invalid-parameter"},
 		{"ErrFleetBucket", "/fleet?bucket=7m", 400, "invalid-parameter"},
 		{"ErrUnknownMeter", "/meters/999", 404, "not-found"},

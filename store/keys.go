@@ -143,7 +143,7 @@ func (s *Store) MeterKeys(ctx context.Context, id int64) ([]MeterKey, error) {
 		SELECT meter_id, public_key, fingerprint, algorithm, added_at, retired_at
 		FROM meter_keys
 		WHERE meter_id = $1
-		ORDER BY added_at, retired_at`
+		ORDER BY added_at, retired_at IS NULL, retired_at`
 	rows, err := s.db.QueryContext(ctx, q, id)
 	if err != nil {
 		return nil, fmt.Errorf("keys of meter %d: %w", id, err)

@@ -18,7 +18,8 @@ type MeterSummary struct {
 // MeterFilter selects a page of meters for ListMeters.
 type MeterFilter struct {
 	// UsernamePrefix keeps meters whose username starts with it, compared
-	// byte for byte (case-sensitive, no wildcards); empty keeps all.
+	// character by character (case-sensitive, no wildcards); empty keeps
+	// all. It must be valid UTF-8, as usernames are.
 	UsernamePrefix string
 	AfterID        int64 // keeps meters with a larger id: the page cursor
 	Limit          int   // at most this many; must be positive
@@ -31,7 +32,7 @@ func (s *Store) ListMeters(ctx context.Context, f MeterFilter) ([]MeterSummary, 
 	// substr/length rather than LIKE: LIKE would need its wildcards escaped
 	// and is case-insensitive on SQLite but not on PostgreSQL.
 	const q = `
-		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at,
+		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at, m.revoked_at,
 			r.timestamp, r.wh_in, r.wh_out, r.received_at
 		FROM meters m
 		LEFT JOIN readings r ON r.meter_id = m.id
@@ -63,7 +64,7 @@ func (s *Store) ListMeters(ctx context.Context, f MeterFilter) ([]MeterSummary, 
 // wrapping ErrNotFound.
 func (s *Store) MeterSummaryByID(ctx context.Context, id int64) (MeterSummary, error) {
 	const q = `
-		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at,
+		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at, m.revoked_at,
 			r.timestamp, r.wh_in, r.wh_out, r.received_at
 		FROM meters m
 		LEFT JOIN readings r ON r.meter_id = m.id
@@ -93,7 +94,7 @@ func scanMeterSummary(rows *sql.Rows) (MeterSummary, error) {
 		ts, in, out sql.NullInt64
 		received    sql.NullTime
 	)
-	err := rows.Scan(&row.ID, &row.Username, &row.PublicKey, &row.Fingerprint, &row.Algorithm, &row.RegisteredAt,
+	err := rows.Scan(&row.ID, &row.Username, &row.PublicKey, &row.Fingerprint, &row.Algorithm, &row.RegisteredAt, &row.RevokedAt,
 		&ts, &in, &out, &received)
 	if err != nil {
 		return MeterSummary{}, fmt.Errorf("scan meter: %w", err)

@@ -28,21 +28,6 @@ func (s *Store) ReadingsBetween(ctx context.Context, meterID, from, to int64, li
 	return out, nil
 }
 
-// EachReading calls fn with every reading of a meter in time order, one row
-// at a time, so that an export of any size is never held in memory. It stops
-// at the first error fn returns and returns it.
-func (s *Store) EachReading(ctx context.Context, meterID int64, fn func(Reading) error) error {
-	const q = `
-		SELECT meter_id, timestamp, wh_in, wh_out, signature, received_at
-		FROM readings
-		WHERE meter_id = $1
-		ORDER BY timestamp`
-	if err := s.eachReading(ctx, fn, q, meterID); err != nil {
-		return fmt.Errorf("read readings of meter %d: %w", meterID, err)
-	}
-	return nil
-}
-
 func (s *Store) eachReading(ctx context.Context, fn func(Reading) error, q string, args ...any) error {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -18,11 +18,26 @@ import (
 func TestConformance(t *testing.T) {
 	for _, b := range dbtest.Backends(t) {
 		t.Run(b.Name, func(t *testing.T) {
-			st := store.New(b.OpenMigrated(t))
+			conn := b.OpenMigrated(t)
+			st := store.New(conn)
+			t.Run("Ping", func(t *testing.T) { testPing(t, st) })
 			t.Run("Meters", func(t *testing.T) { testMeters(t, st) })
 			t.Run("InsertReadings", func(t *testing.T) { testInsertReadings(t, st) })
 			t.Run("InsertReadingsBatch", func(t *testing.T) { testInsertReadingsBatch(t, st) })
 			t.Run("InsertReadingsCumulative", func(t *testing.T) { testInsertReadingsCumulative(t, st) })
+			t.Run("InsertReadingsAtomic", func(t *testing.T) { testInsertReadingsAtomic(t, st) })
+			t.Run("ReadingsBetween", func(t *testing.T) { testReadingsBetween(t, st) })
+			t.Run("RegisterSeries", func(t *testing.T) { testRegisterSeries(t, st) })
+			t.Run("EachRegisterBetween", func(t *testing.T) { testEachRegisterBetween(t, st) })
+			t.Run("RevokeKey", func(t *testing.T) { testRevokeKey(t, st) })
+			t.Run("ReplaceKey", func(t *testing.T) { testReplaceKey(t, st) })
+			t.Run("KeysChangedSince", func(t *testing.T) { testKeysChangedSince(t, st) })
+			t.Run("ListenKeyChanges", func(t *testing.T) { testListenKeyChanges(t, st, b, conn) })
+			t.Run("ListMeters", func(t *testing.T) { testListMeters(t, st) })
+			t.Run("MeterSummaryByID", func(t *testing.T) { testMeterSummaryByID(t, st) })
+			t.Run("CountMeters", func(t *testing.T) { testCountMeters(t, st) })
+			t.Run("CountReportingMeters", func(t *testing.T) { testCountReportingMeters(t, st) })
+			t.Run("PartitionMaintenance", func(t *testing.T) { testPartitionMaintenance(t, st, b.Name) })
 		})
 	}
 }

@@ -103,7 +103,7 @@ type meterListJSON struct {
 func (a *API) handleListMeters(c echo.Context) error {
 	q := queryParams{c: c}
 	f := store.MeterFilter{
-		UsernamePrefix: q.text("username"),
+		UsernamePrefix: q.usernamePrefix("username"),
 		AfterID:        q.int("after", 0, 0, 1<<62),
 		Limit:          int(q.int("limit", defaultPageLimit, 1, maxPageLimit)),
 	}

@@ -2,7 +2,6 @@ package reporting
 
 import (
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -107,9 +106,23 @@ func (q *queryParams) bucket(name, def string) (string, time.Duration) {
 	return v, d
 }
 
-// text returns name as given.
-func (q *queryParams) text(name string) string {
-	return strings.TrimSpace(q.c.QueryParam(name))
+// usernamePrefix returns name as the start of a username: at most 64 of
+// A-Z a-z 0-9 . _ -, as usernames are; "" when absent.
+func (q *queryParams) usernamePrefix(name string) string {
+	v := q.c.QueryParam(name)
+	if len(v) > 64 {
+		q.fail(name, "is %d bytes long; usernames have at most 64", len(v))
+		return ""
+	}
+	for i := 0; i < len(v); i++ {
+		switch ch := v[i]; {
+		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9', ch == '.', ch == '_', ch == '-':
+		default:
+			q.fail(name, "has %q at byte %d; usernames hold only A-Z a-z 0-9 . _ -", rune(ch), i)
+			return ""
+		}
+	}
+	return v
 }
 
 // The times a window may span, end excluded: those that JSON and RFC 3339
