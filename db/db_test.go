@@ -146,7 +146,7 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			rw := b.OpenMigrated(t)
 			ctx := context.Background()
-			if _, err := rw.ExecContext(ctx, `INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at) VALUES ('ro', $1, $2, 'ed25519', $3)`,
+			if _, err := rw.ExecContext(ctx, `INSERT INTO meters (username, public_key, fingerprint, algorithm, key_seq, registered_at) VALUES ('ro', $1, $2, 'ed25519', 1, $3)`,
 				[]byte{1}, make([]byte, 32), time.Now()); err != nil {
 				t.Fatal(err)
 			}

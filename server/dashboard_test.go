@@ -87,7 +87,7 @@ func seedHistory(t *testing.T, admin string, st *store.Store) int64 {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs = append(rs, store.Reading{MeterID: id, Reading: cr, Signature: sig, ReceivedAt: ts})
+		rs = append(rs, store.Reading{MeterID: id, KeySeq: 1, Reading: cr, Signature: sig, ReceivedAt: ts})
 	}
 	if _, err := st.InsertReadings(context.Background(), rs); err != nil {
 		t.Fatal(err)

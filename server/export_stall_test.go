@@ -103,7 +103,7 @@ func seedReadings(t *testing.T, st *store.Store, id int64, n int) {
 		rs := make([]store.Reading, 0, 1000)
 		for i := lo; i < min(lo+1000, n); i++ {
 			ts := start.Add(time.Duration(i) * time.Minute)
-			rs = append(rs, store.Reading{MeterID: id, Reading: crypto.Reading{WhIn: int64(i), WhOut: 0, Timestamp: ts.UnixMilli()}, Signature: sig, ReceivedAt: ts})
+			rs = append(rs, store.Reading{MeterID: id, KeySeq: 1, Reading: crypto.Reading{WhIn: int64(i), WhOut: 0, Timestamp: ts.UnixMilli()}, Signature: sig, ReceivedAt: ts})
 		}
 		if _, err := st.InsertReadings(context.Background(), rs); err != nil {
 			t.Fatal(err)

@@ -242,7 +242,10 @@ func TestMetrics(t *testing.T) {
 		`smartmeters_readings_rejected_total{reason="unknown-key"} 1`,
 		"smartmeters_commit_batch_size_count 2",
 		`smartmeters_verify_seconds_count{algorithm="ed25519"} 2`,
-		"smartmeters_key_cache_misses_total 1",
+		// The registered key is looked up once, then remembered; so is
+		// the unknown one.
+		"smartmeters_key_cache_misses_total 2",
+		"smartmeters_key_cache_hits_total 1",
 		`smartmeters_http_request_seconds_count{code="201",route="/reportReading"} 1`,
 	} {
 		if !strings.Contains(r.rawBody, line+"\n") {

@@ -29,9 +29,9 @@ type RegistryStore interface {
 }
 
 // KeyCache is what the registry tells of the keys it changes: the ingest
-// path's key cache.
+// path's key cache, which forgets them once they are committed and learns
+// them again from the store.
 type KeyCache interface {
-	Add(meterID int64, key *crypto.PublicKey)
 	Forget(fp crypto.Fingerprint)
 }
 
@@ -79,7 +79,7 @@ func (a *registryAPI) handleRegister(c echo.Context) error {
 		}
 		return err
 	}
-	a.keys.Add(m.ID, key)
+	a.keys.Forget(m.Fingerprint) // that it was unknown
 	a.logger.Info("meter registered", "id", m.ID, "username", m.Username, "algorithm", m.Algorithm)
 	return c.JSON(http.StatusCreated, api.RegisterResponse{
 		ID:          m.ID,
@@ -246,7 +246,7 @@ func (a *registryAPI) handleReplaceKey(c echo.Context) error {
 		return err
 	}
 	a.keys.Forget(*ev.OldFingerprint)
-	a.keys.Add(id, key)
+	a.keys.Forget(nk.Fingerprint)
 	a.logger.Info("meter key replaced", "id", id, "old", ev.OldFingerprint.String(), "new", nk.Fingerprint.String(), "reason", ev.Reason)
 	return c.JSON(http.StatusOK, keyEventOut(ev))
 }

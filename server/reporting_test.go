@@ -50,7 +50,7 @@ func seedMeter(t *testing.T, ts testServer, username string, k *crypto.PrivateKe
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs[i] = store.Reading{MeterID: id, Reading: cr, Signature: sig, ReceivedAt: g.at.Add(time.Second)}
+		rs[i] = store.Reading{MeterID: id, KeySeq: 1, Reading: cr, Signature: sig, ReceivedAt: g.at.Add(time.Second)}
 	}
 	if _, err := ts.store.InsertReadings(context.Background(), rs); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -206,19 +207,103 @@ func keysJSON(keys []readingKey) string {
 	return string(append(b, ']'))
 }
 
+// keyState is a meter's current key as a commit finds it, the meter
+// locked: its number, whether it is revoked, and since when it is the
+// meter's key.
+type keyState struct {
+	seq     int
+	revoked bool
+	addedAt time.Time
+}
+
+// currentKeys returns the current key of each meter of rs, or an error if
+// one of them does not exist.
+func (s *Store) currentKeys(ctx context.Context, tx *sqlx.Tx, rs []Reading) (map[int64]keyState, error) {
+	ids := make(pq.Int64Array, 0, len(rs))
+	seen := make(map[int64]bool, len(rs))
+	for _, r := range rs {
+		if !seen[r.MeterID] {
+			seen[r.MeterID] = true
+			ids = append(ids, r.MeterID)
+		}
+	}
+	var (
+		rows *sql.Rows
+		err  error
+	)
+	if s.postgres {
+		const q = `
+			SELECT m.id, m.key_seq, m.revoked_at IS NOT NULL, k.added_at
+			FROM meters m JOIN meter_keys k ON k.meter_id = m.id AND k.seq = m.key_seq
+			WHERE m.id = ANY($1)`
+		rows, err = tx.QueryContext(ctx, q, ids)
+	} else {
+		const q = `
+			SELECT m.id, m.key_seq, m.revoked_at IS NOT NULL, k.added_at
+			FROM meters m JOIN meter_keys k ON k.meter_id = m.id AND k.seq = m.key_seq
+			WHERE m.id IN (SELECT value FROM json_each($1))`
+		rows, err = tx.QueryContext(ctx, q, idsJSON(ids))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("current keys of %d meters: %w", len(ids), err)
+	}
+	defer rows.Close()
+	out := make(map[int64]keyState, len(ids))
+	for rows.Next() {
+		var id int64
+		var k keyState
+		if err := rows.Scan(&id, &k.seq, &k.revoked, &k.addedAt); err != nil {
+			return nil, fmt.Errorf("scan current key: %w", err)
+		}
+		out[id] = k
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("current keys of %d meters: %w", len(ids), err)
+	}
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			return nil, fmt.Errorf("meter %d: %w", id, ErrNotFound)
+		}
+	}
+	return out, nil
+}
+
+// idsJSON encodes ids as a JSON array.
+func idsJSON(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*12)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
+}
+
 // decide gives each reading of rs its outcome, in order, as if the
-// readings had arrived one by one: a reading is compared with the stored
+// readings had arrived one by one: a reading signed by a key that is not
+// its meter's current key, or is revoked, is KeyReplaced or KeyRevoked;
+// otherwise a reading is compared with the stored
 // reading at its timestamp or, failing that, with one accepted earlier in
 // the batch (Duplicate or Conflict); otherwise it must lie between its
 // nearest neighbours in time, stored or accepted earlier in the batch
 // (Stored), or it is Decreased. Checking the nearest neighbours suffices
 // because every meter's stored sequence is already non-decreasing.
-func decide(rs []Reading, nb map[readingKey]around) []Outcome {
+func decide(rs []Reading, nb map[readingKey]around, keys map[int64]keyState) []Outcome {
 	out := make([]Outcome, len(rs))
 	// accepted holds, per meter, the readings of this batch decided
 	// Stored so far, in timestamp order.
 	accepted := make(map[int64][]crypto.Reading)
 	for i, r := range rs {
+		switch k := keys[r.MeterID]; {
+		case k.seq != r.KeySeq:
+			out[i] = KeyReplaced
+			continue
+		case k.revoked:
+			out[i] = KeyRevoked
+			continue
+		}
 		a := nb[readingKey{r.MeterID, r.Timestamp}]
 		acc := accepted[r.MeterID]
 		j, found := slices.BinarySearchFunc(acc, r.Timestamp, func(x crypto.Reading, t int64) int {

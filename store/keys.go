@@ -34,9 +34,12 @@ type KeyEvent struct {
 }
 
 // MeterKey is a key a meter has, or had: it was the meter's key from
-// AddedAt until RetiredAt (nil while current).
+// AddedAt until RetiredAt (nil while current), both included. Seq numbers
+// a meter's keys from 1 in the order they were taken into use; every
+// stored reading names the key that signed it by its Seq.
 type MeterKey struct {
 	MeterID     int64
+	Seq         int
 	PublicKey   []byte // DER SubjectPublicKeyInfo
 	Fingerprint crypto.Fingerprint
 	Algorithm   string
@@ -51,34 +54,38 @@ type NewKey struct {
 	Algorithm   string
 }
 
-// RevokeKey revokes the current key of meter id at at, for reason: from
-// then on the key is refused, while the meter, its username and its stored
-// readings stay. It returns the recorded event, or an error wrapping
-// ErrNotFound for no such meter or ErrRevoked when its key is already
-// revoked. On PostgreSQL listening servers are told once it is committed.
+// RevokeKey revokes the current key of meter id, for reason: from then on
+// the key is refused, while the meter, its username and its stored
+// readings stay. The revocation is recorded at at, or just after the last
+// reading the meter stored if that is later, so that every reading the
+// key signed lies within its validity. It returns the recorded event, or
+// an error wrapping ErrNotFound for no such meter or ErrRevoked when its
+// key is already revoked. On PostgreSQL listening servers are told once it
+// is committed.
+//
+// Key changes and the inserts of a meter's readings are serialised by the
+// meter's lock (lockMeters), so that a reading is stored only if the key
+// that signed it is, when it is stored, the meter's current key.
 func (s *Store) RevokeKey(ctx context.Context, id int64, reason string, at time.Time) (KeyEvent, error) {
-	ev := KeyEvent{MeterID: id, Action: ActionRevoke, Reason: reason, At: at.UTC()}
+	ev := KeyEvent{MeterID: id, Action: ActionRevoke, Reason: reason}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		// The conditional update is the lock: of two concurrent revocations
-		// one updates the row and the other finds nothing left to revoke.
-		const q = `
-			UPDATE meters SET revoked_at = $2
-			WHERE id = $1 AND revoked_at IS NULL
-			RETURNING fingerprint`
-		var fp []byte
-		err := tx.GetContext(ctx, &fp, q, id, ev.At)
-		if errors.Is(err, sql.ErrNoRows) {
-			if _, err := meterByID(ctx, tx, id); err != nil {
-				return err
-			}
-			return ErrRevoked
-		}
+		m, err := s.lockedMeter(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		old := crypto.Fingerprint(fp)
+		if m.RevokedAt != nil {
+			return ErrRevoked
+		}
+		if ev.At, err = keyChangeTime(ctx, tx, id, at); err != nil {
+			return err
+		}
+		old := m.Fingerprint
 		ev.OldFingerprint = &old
-		if err := retireMeterKey(ctx, tx, old, ev.At); err != nil {
+		const q = `UPDATE meters SET revoked_at = $2 WHERE id = $1`
+		if _, err := tx.ExecContext(ctx, q, id, ev.At); err != nil {
+			return err
+		}
+		if err := retireMeterKey(ctx, tx, id, m.KeySeq, ev.At); err != nil {
 			return err
 		}
 		return s.recordKeyEvent(ctx, tx, &ev)
@@ -89,39 +96,37 @@ func (s *Store) RevokeKey(ctx context.Context, id int64, reason string, at time.
 	return ev, nil
 }
 
-// ReplaceKey gives meter id the key k at at, for reason, retiring its
-// current key (revoked or not): a meter swap that keeps the meter's id,
-// username and readings. It returns the recorded event, or an error
-// wrapping ErrNotFound for no such meter or ErrKeyTaken when k belongs, or
-// ever belonged, to any meter. On PostgreSQL listening servers are told
-// once it is committed.
+// ReplaceKey gives meter id the key k, for reason, retiring its current
+// key (revoked or not): a meter swap that keeps the meter's id, username
+// and readings. It is recorded at at, or just after the meter's last
+// stored reading if that is later (see RevokeKey). It returns the recorded
+// event, or an error wrapping ErrNotFound for no such meter or ErrKeyTaken
+// when k belongs, or ever belonged, to any meter. Two replacements of one
+// meter's key at once are applied one after the other. On PostgreSQL
+// listening servers are told once it is committed.
 func (s *Store) ReplaceKey(ctx context.Context, id int64, k NewKey, reason string, at time.Time) (KeyEvent, error) {
-	ev := KeyEvent{MeterID: id, Action: ActionReplace, NewFingerprint: &k.Fingerprint, Reason: reason, At: at.UTC()}
+	ev := KeyEvent{MeterID: id, Action: ActionReplace, NewFingerprint: &k.Fingerprint, Reason: reason}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		m, err := meterByID(ctx, tx, id)
+		m, err := s.lockedMeter(ctx, tx, id)
 		if err != nil {
+			return err
+		}
+		if ev.At, err = keyChangeTime(ctx, tx, id, at); err != nil {
 			return err
 		}
 		old := m.Fingerprint
 		ev.OldFingerprint = &old
-		// Matching the old fingerprint makes a concurrent replacement of the
-		// same meter fail here rather than retire the wrong key.
+		seq := m.KeySeq + 1
+		if err := addMeterKey(ctx, tx, id, seq, k.PublicKey, k.Fingerprint, k.Algorithm, ev.At); err != nil {
+			return err
+		}
+		if err := retireMeterKey(ctx, tx, id, m.KeySeq, ev.At); err != nil {
+			return err
+		}
 		const q = `
-			UPDATE meters SET public_key = $2, fingerprint = $3, algorithm = $4, revoked_at = NULL
-			WHERE id = $1 AND fingerprint = $5`
-		res, err := tx.ExecContext(ctx, q, id, k.PublicKey, k.Fingerprint[:], k.Algorithm, old[:])
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			return fmt.Errorf("meter %d changed its key concurrently: %w", id, ErrConflict)
-		}
-		if err := retireMeterKey(ctx, tx, old, ev.At); err != nil {
-			return err
-		}
-		if err := addMeterKey(ctx, tx, id, k.PublicKey, k.Fingerprint, k.Algorithm, ev.At); err != nil {
+			UPDATE meters SET public_key = $2, fingerprint = $3, algorithm = $4, key_seq = $5, revoked_at = NULL
+			WHERE id = $1`
+		if _, err := tx.ExecContext(ctx, q, id, k.PublicKey, k.Fingerprint[:], k.Algorithm, seq); err != nil {
 			return err
 		}
 		return s.recordKeyEvent(ctx, tx, &ev)
@@ -135,15 +140,44 @@ func (s *Store) ReplaceKey(ctx context.Context, id int64, k NewKey, reason strin
 	return ev, nil
 }
 
+// lockedMeter takes meter id's lock for the rest of tx and returns the
+// meter as it then is. SQLite needs no lock: its write transactions run
+// one at a time.
+func (s *Store) lockedMeter(ctx context.Context, tx *sqlx.Tx, id int64) (Meter, error) {
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, id); err != nil {
+			return Meter{}, fmt.Errorf("lock meter %d: %w", id, err)
+		}
+	}
+	return meterByID(ctx, tx, id)
+}
+
+// keyChangeTime returns when a key change of meter id takes effect: at,
+// or the time of the meter's last stored reading if that is later. The
+// meter is locked, so no reading can be stored after it meanwhile.
+func keyChangeTime(ctx context.Context, tx *sqlx.Tx, id int64, at time.Time) (time.Time, error) {
+	const q = `SELECT received_at FROM readings WHERE meter_id = $1 ORDER BY received_at DESC LIMIT 1`
+	var last time.Time
+	err := tx.GetContext(ctx, &last, q, id)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("last reading of meter %d: %w", id, err)
+	}
+	at = at.UTC()
+	if last.After(at) {
+		at = last.UTC()
+	}
+	return at, nil
+}
+
 // MeterKeys returns every key meter id has had, oldest first. A meter
 // registered before key histories were kept has none; callers fall back to
 // its current key.
 func (s *Store) MeterKeys(ctx context.Context, id int64) ([]MeterKey, error) {
 	const q = `
-		SELECT meter_id, public_key, fingerprint, algorithm, added_at, retired_at
+		SELECT meter_id, seq, public_key, fingerprint, algorithm, added_at, retired_at
 		FROM meter_keys
 		WHERE meter_id = $1
-		ORDER BY added_at, retired_at IS NULL, retired_at`
+		ORDER BY seq`
 	rows, err := s.db.QueryContext(ctx, q, id)
 	if err != nil {
 		return nil, fmt.Errorf("keys of meter %d: %w", id, err)
@@ -156,7 +190,7 @@ func (s *Store) MeterKeys(ctx context.Context, id int64) ([]MeterKey, error) {
 			fp      []byte
 			retired sql.NullTime
 		)
-		if err := rows.Scan(&k.MeterID, &k.PublicKey, &fp, &k.Algorithm, &k.AddedAt, &retired); err != nil {
+		if err := rows.Scan(&k.MeterID, &k.Seq, &k.PublicKey, &fp, &k.Algorithm, &k.AddedAt, &retired); err != nil {
 			return nil, fmt.Errorf("scan key of meter %d: %w", id, err)
 		}
 		if len(fp) != len(k.Fingerprint) {
@@ -247,21 +281,27 @@ func fingerprintOrNil(b []byte) *crypto.Fingerprint {
 	return &fp
 }
 
-// addMeterKey records der as a key of meter id from at on. The fingerprint
-// is unique over every key ever recorded, so a retired key cannot come back.
-func addMeterKey(ctx context.Context, tx *sqlx.Tx, id int64, der []byte, fp crypto.Fingerprint, algorithm string, at time.Time) error {
+// addMeterKey records der as key seq of meter id from at on. Its
+// fingerprint is unique over every key ever recorded (key_fingerprints),
+// so a retired key cannot come back.
+func addMeterKey(ctx context.Context, tx *sqlx.Tx, id int64, seq int, der []byte, fp crypto.Fingerprint, algorithm string, at time.Time) error {
+	const claim = `INSERT INTO key_fingerprints (fingerprint, meter_id, seq) VALUES ($1, $2, $3)`
+	if _, err := tx.ExecContext(ctx, claim, fp[:], id, seq); err != nil {
+		return err
+	}
 	const q = `
-		INSERT INTO meter_keys (fingerprint, meter_id, public_key, algorithm, added_at)
-		VALUES ($1, $2, $3, $4, $5)`
-	_, err := tx.ExecContext(ctx, q, fp[:], id, der, algorithm, at.UTC())
+		INSERT INTO meter_keys (meter_id, seq, fingerprint, public_key, algorithm, added_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`
+	_, err := tx.ExecContext(ctx, q, id, seq, fp[:], der, algorithm, at.UTC())
 	return err
 }
 
-// retireMeterKey ends the validity of key fp at at, unless it already ended
-// (a revoked key that is now replaced keeps its revocation time).
-func retireMeterKey(ctx context.Context, tx *sqlx.Tx, fp crypto.Fingerprint, at time.Time) error {
-	const q = `UPDATE meter_keys SET retired_at = $2 WHERE fingerprint = $1 AND retired_at IS NULL`
-	_, err := tx.ExecContext(ctx, q, fp[:], at.UTC())
+// retireMeterKey ends the validity of key seq of meter id at at, unless it
+// already ended (a revoked key that is now replaced keeps its revocation
+// time).
+func retireMeterKey(ctx context.Context, tx *sqlx.Tx, id int64, seq int, at time.Time) error {
+	const q = `UPDATE meter_keys SET retired_at = $3 WHERE meter_id = $1 AND seq = $2 AND retired_at IS NULL`
+	_, err := tx.ExecContext(ctx, q, id, seq, at.UTC())
 	return err
 }
 

@@ -32,7 +32,7 @@ func (s *Store) ListMeters(ctx context.Context, f MeterFilter) ([]MeterSummary, 
 	// substr/length rather than LIKE: LIKE would need its wildcards escaped
 	// and is case-insensitive on SQLite but not on PostgreSQL.
 	const q = `
-		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at, m.revoked_at,
+		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.key_seq, m.registered_at, m.revoked_at,
 			r.timestamp, r.wh_in, r.wh_out, r.received_at
 		FROM meters m
 		LEFT JOIN readings r ON r.meter_id = m.id
@@ -64,7 +64,7 @@ func (s *Store) ListMeters(ctx context.Context, f MeterFilter) ([]MeterSummary, 
 // wrapping ErrNotFound.
 func (s *Store) MeterSummaryByID(ctx context.Context, id int64) (MeterSummary, error) {
 	const q = `
-		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.registered_at, m.revoked_at,
+		SELECT m.id, m.username, m.public_key, m.fingerprint, m.algorithm, m.key_seq, m.registered_at, m.revoked_at,
 			r.timestamp, r.wh_in, r.wh_out, r.received_at
 		FROM meters m
 		LEFT JOIN readings r ON r.meter_id = m.id
@@ -94,7 +94,7 @@ func scanMeterSummary(rows *sql.Rows) (MeterSummary, error) {
 		ts, in, out sql.NullInt64
 		received    sql.NullTime
 	)
-	err := rows.Scan(&row.ID, &row.Username, &row.PublicKey, &row.Fingerprint, &row.Algorithm, &row.RegisteredAt, &row.RevokedAt,
+	err := rows.Scan(&row.ID, &row.Username, &row.PublicKey, &row.Fingerprint, &row.Algorithm, &row.KeySeq, &row.RegisteredAt, &row.RevokedAt,
 		&ts, &in, &out, &received)
 	if err != nil {
 		return MeterSummary{}, fmt.Errorf("scan meter: %w", err)

@@ -142,9 +142,9 @@ func (s *Store) createPartition(ctx context.Context, p Partition) (bool, error) 
 		move := `
 			WITH moved AS (
 				DELETE FROM ` + defaultPartition + ` WHERE timestamp >= $1 AND timestamp < $2
-				RETURNING meter_id, timestamp, wh_in, wh_out, signature, received_at)
-			INSERT INTO ` + name + ` (meter_id, timestamp, wh_in, wh_out, signature, received_at)
-			SELECT meter_id, timestamp, wh_in, wh_out, signature, received_at FROM moved`
+				RETURNING meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at)
+			INSERT INTO ` + name + ` (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at)
+			SELECT meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at FROM moved`
 		if _, err := tx.ExecContext(ctx, move, from, to); err != nil {
 			return err
 		}

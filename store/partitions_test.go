@@ -31,7 +31,7 @@ func TestPartitions(t *testing.T) {
 		old := time.Date(2019, 6, 10, 0, 0, 0, 0, time.UTC)
 		put := func(at time.Time, whIn int64) {
 			t.Helper()
-			r := store.Reading{MeterID: m.ID, Reading: crypto.Reading{WhIn: whIn, Timestamp: at.UnixMilli()}, Signature: []byte{1}, ReceivedAt: at}
+			r := store.Reading{MeterID: m.ID, KeySeq: 1, Reading: crypto.Reading{WhIn: whIn, Timestamp: at.UnixMilli()}, Signature: []byte{1}, ReceivedAt: at}
 			if _, err := st.InsertReadings(ctx, []store.Reading{r}); err != nil {
 				t.Fatal(err)
 			}

@@ -12,9 +12,11 @@ import (
 	"smartmeters/crypto"
 )
 
-// Reading is a verified reading of one meter, ready to store.
+// Reading is a verified reading of one meter, ready to store: KeySeq
+// names the meter's key that signed it (MeterKey.Seq).
 type Reading struct {
 	MeterID int64
+	KeySeq  int
 	crypto.Reading
 	Signature  []byte
 	ReceivedAt time.Time
@@ -37,6 +39,12 @@ const (
 	// after it: storing it would make a cumulative register go down.
 	// Nothing changed.
 	Decreased
+	// KeyReplaced means the key that signed the reading is no longer the
+	// meter's key: it was replaced. Nothing changed.
+	KeyReplaced
+	// KeyRevoked means the key that signed the reading is the meter's key
+	// but revoked. Nothing changed.
+	KeyRevoked
 )
 
 func (o Outcome) String() string {
@@ -49,6 +57,10 @@ func (o Outcome) String() string {
 		return "conflict"
 	case Decreased:
 		return "decreased"
+	case KeyReplaced:
+		return "key replaced"
+	case KeyRevoked:
+		return "key revoked"
 	}
 	return fmt.Sprintf("Outcome(%d)", o)
 }
@@ -59,6 +71,11 @@ type readingKey struct{ meterID, timestamp int64 }
 // the outcome of each, in order. When it returns without error every
 // Stored reading is committed; when it returns an error, none of the batch
 // is, and the caller may retry the whole batch.
+//
+// A reading is stored only if the key that signed it (KeySeq) is, at that
+// moment, its meter's current key and not revoked (KeyReplaced and
+// KeyRevoked otherwise), and never with a ReceivedAt before that key was
+// taken into use: the meters are locked against key changes too.
 //
 // The readings of the batch are decided as if they had arrived one by one,
 // in order: a reading whose meter and timestamp are taken is a Duplicate or
@@ -87,15 +104,23 @@ func (s *Store) insertReadingsTx(ctx context.Context, rs []Reading) ([]Outcome, 
 	if err := s.lockMeters(ctx, tx, rs); err != nil {
 		return nil, err
 	}
+	keys, err := s.currentKeys(ctx, tx, rs)
+	if err != nil {
+		return nil, err
+	}
 	nb, err := s.neighboursOf(ctx, tx, rs)
 	if err != nil {
 		return nil, err
 	}
-	out := decide(rs, nb)
+	out := decide(rs, nb, keys)
 	accepted := make([]Reading, 0, len(rs))
 	for i, o := range out {
 		if o == Stored {
-			accepted = append(accepted, rs[i])
+			r := rs[i]
+			if added := keys[r.MeterID].addedAt; r.ReceivedAt.Before(added) {
+				r.ReceivedAt = added // a server whose clock is behind
+			}
+			accepted = append(accepted, r)
 		}
 	}
 	if len(accepted) > 0 {
@@ -136,33 +161,33 @@ func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int,
 	if s.postgres {
 		// One fixed statement for any batch size: the columns travel as arrays.
 		query = `
-			INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at)
-			SELECT m, t, i, o, s, to_timestamp(r::double precision / 1000)
-			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bytea[], $6::bigint[])
-				AS u (m, t, i, o, s, r)
+			INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at)
+			SELECT m, k, t, i, o, s, to_timestamp(r::double precision / 1000)
+			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[])
+				AS u (m, k, t, i, o, s, r)
 			ON CONFLICT (meter_id, timestamp) DO NOTHING`
-		cols := make([]pq.Int64Array, 5)
+		cols := make([]pq.Int64Array, 6)
 		for c := range cols {
 			cols[c] = make(pq.Int64Array, len(rs))
 		}
 		sigs := make(pq.ByteaArray, len(rs))
 		for i, r := range rs {
-			cols[0][i], cols[1][i], cols[2][i], cols[3][i] = r.MeterID, r.Timestamp, r.WhIn, r.WhOut
-			cols[4][i] = r.ReceivedAt.UnixMilli()
+			cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i] = r.MeterID, int64(r.KeySeq), r.Timestamp, r.WhIn, r.WhOut
+			cols[5][i] = r.ReceivedAt.UnixMilli()
 			sigs[i] = r.Signature
 		}
-		args = []any{cols[0], cols[1], cols[2], cols[3], sigs, cols[4]}
+		args = []any{cols[0], cols[1], cols[2], cols[3], cols[4], sigs, cols[5]}
 	} else {
 		// Only placeholders are added to the statement; every value is bound.
 		var b strings.Builder
-		b.WriteString(`INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
-		args = make([]any, 0, 6*len(rs))
+		b.WriteString(`INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
+		args = make([]any, 0, 7*len(rs))
 		for i, r := range rs {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			b.WriteString("(?,?,?,?,?,?)")
-			args = append(args, r.MeterID, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
+			b.WriteString("(?,?,?,?,?,?,?)")
+			args = append(args, r.MeterID, r.KeySeq, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
 		}
 		b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING`)
 		query = b.String()

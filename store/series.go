@@ -12,7 +12,7 @@ import (
 // with from set to one past the last timestamp returned.
 func (s *Store) ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]Reading, error) {
 	const q = `
-		SELECT meter_id, timestamp, wh_in, wh_out, signature, received_at
+		SELECT meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at
 		FROM readings
 		WHERE meter_id = $1 AND timestamp >= $2 AND timestamp < $3
 		ORDER BY timestamp
@@ -36,7 +36,7 @@ func (s *Store) eachReading(ctx context.Context, fn func(Reading) error, q strin
 	defer rows.Close()
 	for rows.Next() {
 		var r Reading
-		if err := rows.Scan(&r.MeterID, &r.Timestamp, &r.WhIn, &r.WhOut, &r.Signature, &r.ReceivedAt); err != nil {
+		if err := rows.Scan(&r.MeterID, &r.KeySeq, &r.Timestamp, &r.WhIn, &r.WhOut, &r.Signature, &r.ReceivedAt); err != nil {
 			return fmt.Errorf("scan reading: %w", err)
 		}
 		r.ReceivedAt = r.ReceivedAt.UTC()

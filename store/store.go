@@ -54,7 +54,7 @@ func uniqueViolation(err error) (column string, ok bool) {
 		return pqErr.Constraint, true
 	}
 	var sqliteErr *sqlite.Error
-	if errors.As(err, &sqliteErr) && sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
+	if errors.As(err, &sqliteErr) && (sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
 		// "UNIQUE constraint failed: meters.username"
 		msg := sqliteErr.Error()
 		if i := strings.LastIndex(msg, "."); i >= 0 {

@@ -110,12 +110,15 @@ func newMeterValue(t testing.TB, username string) store.Meter {
 		Algorithm: k.Public().Algorithm(), RegisteredAt: registeredAt}
 }
 
+// reading returns a reading of meter meterID signed by its first key and
+// received a second after the meters of these tests are registered.
 func reading(meterID, ts, in, out int64) store.Reading {
 	return store.Reading{
 		MeterID:    meterID,
+		KeySeq:     1,
 		Reading:    crypto.Reading{WhIn: in, WhOut: out, Timestamp: ts},
 		Signature:  []byte(fmt.Sprintf("sig-%d-%d-%d", ts, in, out)),
-		ReceivedAt: time.UnixMilli(ts + 40).UTC(),
+		ReceivedAt: registeredAt.Add(time.Second),
 	}
 }
 

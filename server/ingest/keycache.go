@@ -20,9 +20,11 @@ type KeyStore interface {
 	MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (store.Meter, error)
 }
 
-// meterKey is a registered key, parsed once, with the meter it belongs to.
+// meterKey is a registered key, parsed once, with the meter it belongs to
+// and its number among the meter's keys.
 type meterKey struct {
 	meterID int64
+	seq     int
 	key     *crypto.PublicKey
 	// observeVerify records verification time under the key's algorithm;
 	// resolved once here so that the hot path does no label lookup.
@@ -42,9 +44,14 @@ var (
 // them costs neither the database nor a verification.
 //
 // Entries are dropped when a key changes: by the server that changes it,
-// and on the others by whoever follows key changes (Forget). While those
-// changes cannot be followed, SetBypass(true) makes every lookup ask the
-// store.
+// and on the others by whoever follows key changes (Forget). Only a lookup
+// in the store ever adds one, and one that raced with a Forget is not
+// kept, so whatever order changes and lookups come in, the cache ends up
+// holding only what the store said after the last change. The cache is an
+// economy, not the guard: the commit checks, under the meter's lock, that
+// the key is still the meter's, and a reading signed with a key that no
+// longer is is refused and its key forgotten. While changes cannot be
+// followed, SetBypass(true) makes every lookup ask the store.
 type KeyCache struct {
 	known   *lru.Cache[crypto.Fingerprint, meterKey]
 	refused *expirable.LRU[crypto.Fingerprint, error] // errUnknownKey or errRevokedKey
@@ -75,8 +82,8 @@ func newKeyCache(cfg Config, st KeyStore, m *metrics) *KeyCache {
 	}
 }
 
-func (c *KeyCache) newMeterKey(meterID int64, key *crypto.PublicKey) meterKey {
-	return meterKey{meterID: meterID, key: key, observeVerify: c.metrics.verifySeconds.WithLabelValues(key.Algorithm())}
+func (c *KeyCache) newMeterKey(meterID int64, seq int, key *crypto.PublicKey) meterKey {
+	return meterKey{meterID: meterID, seq: seq, key: key, observeVerify: c.metrics.verifySeconds.WithLabelValues(key.Algorithm())}
 }
 
 // lookup returns the meter key registered under fp, from the cache when it
@@ -117,7 +124,7 @@ func (c *KeyCache) lookup(ctx context.Context, fp crypto.Fingerprint) (meterKey,
 		c.refuse(gen, fp, errUnknownKey)
 		return meterKey{}, errUnknownKey
 	}
-	mk := c.newMeterKey(m.ID, key)
+	mk := c.newMeterKey(m.ID, m.KeySeq, key)
 	c.known.Add(fp, mk)
 	if c.gen.Load() != gen {
 		// fp may have changed while the store was read: forget the answer.
@@ -133,14 +140,6 @@ func (c *KeyCache) refuse(gen uint64, fp crypto.Fingerprint, err error) {
 	if c.gen.Load() != gen {
 		c.refused.Remove(fp)
 	}
-}
-
-// Add caches a freshly registered key of meter meterID and forgets that
-// it was refused.
-func (c *KeyCache) Add(meterID int64, key *crypto.PublicKey) {
-	fp := key.Fingerprint()
-	c.Forget(fp)
-	c.known.Add(fp, c.newMeterKey(meterID, key))
 }
 
 // Forget drops whatever is cached about fp.

@@ -231,6 +231,7 @@ func (s *Service) count(p *api.Problem, meterID int64) {
 // token of its meter's allowance, given back unless the row is stored.
 type checked struct {
 	row   store.Reading
+	fp    crypto.Fingerprint // of the key that signed it
 	token ratelimit.Token
 }
 
@@ -323,8 +324,8 @@ func (s *Service) verify(sr signedReading, mk meterKey) (checked, int64, error) 
 	if err != nil {
 		return checked{}, mk.meterID, err
 	}
-	row := store.Reading{MeterID: mk.meterID, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}
-	return checked{row: row, token: tok}, mk.meterID, nil
+	row := store.Reading{MeterID: mk.meterID, KeySeq: mk.seq, Reading: sr.reading, Signature: sr.signature, ReceivedAt: now.UTC()}
+	return checked{row: row, fp: sr.fp, token: tok}, mk.meterID, nil
 }
 
 // allowReading takes one token of meter id's bucket, or returns the
@@ -368,6 +369,14 @@ func (s *Service) outcome(c checked, res commitResult) Result {
 	case store.Decreased:
 		return s.refused(api.Errorf(api.RegisterDecreased, "whIn %d or whOut %d at timestamp %d is below meter %d's reading before it in time or above its reading after it; registers are cumulative",
 			row.WhIn, row.WhOut, row.Timestamp, row.MeterID), row.MeterID)
+	case store.KeyReplaced:
+		// The key was replaced after this server looked it up: what it
+		// remembers of it is stale.
+		s.keys.Forget(c.fp)
+		return s.refused(api.Errorf(api.UnknownKey, "this public key (fingerprint %s) is no longer meter %d's key", c.fp, row.MeterID), 0)
+	case store.KeyRevoked:
+		s.keys.Forget(c.fp)
+		return s.refused(api.Errorf(api.KeyRevoked, "this public key (fingerprint %s) has been revoked", c.fp), 0)
 	}
 	return s.refused(fmt.Errorf("unexpected store outcome %s", res.outcome), row.MeterID)
 }
