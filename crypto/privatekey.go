@@ -94,29 +94,34 @@ func (k *PrivateKey) Type() KeyType {
 // message itself.
 func (k *PrivateKey) Sign(r Reading) ([]byte, error) {
 	msg := r.Message()
+	return k.sign(msg[:])
+}
+
+// sign signs msg as Sign describes.
+func (k *PrivateKey) sign(msg []byte) ([]byte, error) {
 	var (
 		sig []byte
 		err error
 	)
 	switch key := k.key.(type) {
 	case *rsa.PrivateKey:
-		h := sha256.Sum256(msg[:])
+		h := sha256.Sum256(msg)
 		sig, err = rsa.SignPKCS1v15(nil, key, gocrypto.SHA256, h[:])
 	case *ecdsa.PrivateKey:
 		if k.pub.kind == kindECDSAP384 {
-			h := sha512.Sum384(msg[:])
+			h := sha512.Sum384(msg)
 			sig, err = ecdsa.SignASN1(rand.Reader, key, h[:])
 		} else {
-			h := sha256.Sum256(msg[:])
+			h := sha256.Sum256(msg)
 			sig, err = ecdsa.SignASN1(rand.Reader, key, h[:])
 		}
 	case ed25519.PrivateKey:
-		sig = ed25519.Sign(key, msg[:])
+		sig = ed25519.Sign(key, msg)
 	default:
 		return nil, fmt.Errorf("%w: PrivateKey was not made by GenerateKey or ParsePrivateKeyPEM", ErrUnsupportedKey)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signing reading with %s key: %w", k.typ, err)
+		return nil, fmt.Errorf("signing with %s key: %w", k.typ, err)
 	}
 	return sig, nil
 }

@@ -33,27 +33,32 @@ const maxECDSADERSize = 2 + 2*(2+48+1)
 // if that fails. Ed25519 signatures are 64 bytes over the message itself.
 func (k *PublicKey) Verify(r Reading, sig []byte) error {
 	msg := r.Message()
+	return k.verify(msg[:], sig)
+}
+
+// verify checks sig over msg as Verify describes.
+func (k *PublicKey) verify(msg, sig []byte) error {
 	switch k.kind {
 	case kindRSA:
 		if len(sig) != k.sigSize {
 			return malformedSignature("RSA signature of %d bytes, want %d", len(sig), k.sigSize)
 		}
-		h := sha256.Sum256(msg[:])
+		h := sha256.Sum256(msg)
 		if rsa.VerifyPKCS1v15(k.rsa, gocrypto.SHA256, h[:], sig) != nil {
 			return errRSAMismatch
 		}
 		return nil
 	case kindECDSAP256:
-		h := sha256.Sum256(msg[:])
+		h := sha256.Sum256(msg)
 		return k.verifyECDSA(h[:], sig)
 	case kindECDSAP384:
-		h := sha512.Sum384(msg[:])
+		h := sha512.Sum384(msg)
 		return k.verifyECDSA(h[:], sig)
 	case kindEd25519:
 		if len(sig) != ed25519.SignatureSize {
 			return malformedSignature("Ed25519 signature of %d bytes, want %d", len(sig), ed25519.SignatureSize)
 		}
-		if !ed25519.Verify(k.ed25519, msg[:], sig) {
+		if !ed25519.Verify(k.ed25519, msg, sig) {
 			return errEd25519Mismatch
 		}
 		return nil

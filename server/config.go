@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"smartmeters/crypto"
 	"smartmeters/server/ingest"
 )
 
@@ -55,6 +56,12 @@ type Config struct {
 	// SchemaCheckTTL.
 	SchemaCheck    func(context.Context) error
 	SchemaCheckTTL time.Duration
+
+	// ExportKey signs every export (api's export format), and its public
+	// half is published at GET /signing-key. serve keeps it in the store,
+	// shared by every server on it, unless --export-key names a file; nil
+	// makes New generate one for this server alone.
+	ExportKey *crypto.PrivateKey
 
 	// Ingest configures the hot path: verification, the key cache, the
 	// group commit and the per-meter rate limit. Its clock is Now.

@@ -1,8 +1,12 @@
 package server_test
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -34,10 +38,12 @@ func TestExport(t *testing.T) {
 					if ct := res.Header.Get("Content-Type"); res.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/csv") {
 						t.Fatalf("status %d, Content-Type %q", res.StatusCode, ct)
 					}
-					rows, err := csv.NewReader(res.Body).ReadAll()
+					body, err := io.ReadAll(res.Body)
 					if err != nil {
 						t.Fatal(err)
 					}
+					frame, rows := readExport(t, body)
+					checkFrame(t, ts, body, frame, id, "exported-"+string(kt), len(regs))
 					if !reflect.DeepEqual(rows[0], api.ExportColumns) {
 						t.Fatalf("header %q, want %q", rows[0], api.ExportColumns)
 					}
@@ -64,9 +70,71 @@ func TestExport(t *testing.T) {
 						if row[0] != fmt.Sprint(id) || row[1] != "exported-"+string(kt) || r.WhIn != regs[i].in {
 							t.Fatalf("row %d = %q", i, row)
 						}
+						if _, err := api.ParseExportTime(row[8]); err != nil {
+							t.Fatalf("row %d: received_at: %v", i, err)
+						}
 					}
 				})
 			}
 		})
+	}
+}
+
+// readExport splits an export into its frame lines (those opening with
+// "# ") and its CSV records, header first, checking that every line ends
+// with CRLF.
+func readExport(t *testing.T, body []byte) (frame []string, records [][]string) {
+	t.Helper()
+	if len(body) == 0 || !bytes.HasSuffix(body, []byte("\r\n")) || bytes.Count(body, []byte("\n")) != bytes.Count(body, []byte("\r\n")) {
+		t.Fatalf("export lines do not all end with CRLF: %.200q", body)
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(body), "\r\n"), "\r\n") {
+		if strings.HasPrefix(line, "# ") {
+			frame = append(frame, line)
+		}
+	}
+	r := csv.NewReader(bytes.NewReader(body))
+	r.Comment = '#'
+	records, err := r.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return frame, records
+}
+
+// checkFrame checks an export's frame: its version, the meter, its keys,
+// and an end line whose row count and SHA-256 match and whose signature
+// verifies with the key GET /signing-key publishes.
+func checkFrame(t *testing.T, ts testServer, body []byte, frame []string, id int64, username string, rows int) {
+	t.Helper()
+	if len(frame) < 5 || frame[0] != api.ExportVersionLine || frame[1] != api.MeterLine(id, username) || !strings.HasPrefix(frame[2], "# key,1,") {
+		t.Fatalf("frame %q", frame)
+	}
+	end, sigLine := frame[len(frame)-2], frame[len(frame)-1]
+	n, digest, err := api.ParseEndLine(end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := body[:bytes.Index(body, []byte(end))]
+	sum := sha256.Sum256(signed)
+	if n != uint64(rows) || digest != hex.EncodeToString(sum[:]) {
+		t.Fatalf("end line %q: want %d rows and SHA-256 %x", end, rows, sum)
+	}
+	var sk api.SigningKey
+	getJSON(t, ts, api.PathSigningKey, &sk)
+	pub, err := crypto.ParsePublicKey(sk.Base64PublicKey, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alg, fp, b64, err := api.ParseSignatureLine(sigLine)
+	if err != nil || alg != pub.Algorithm() || fp != pub.Fingerprint().String() || fp != sk.Fingerprint {
+		t.Fatalf("signature line %q (%v): want key %s", sigLine, err, sk.Fingerprint)
+	}
+	sig, err := crypto.DecodeSignature(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.VerifyExport(sum, n, sig); err != nil {
+		t.Fatalf("the server's signature does not verify: %v", err)
 	}
 }

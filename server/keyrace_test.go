@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,10 +255,7 @@ func exportSignedByItsKeys(t *testing.T, ts testServer, id int64) {
 	if res.status != http.StatusOK {
 		t.Fatalf("export: %d %s", res.status, res.rawBody)
 	}
-	rows, err := csv.NewReader(strings.NewReader(res.rawBody)).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, rows := readExport(t, []byte(res.rawBody))
 	if len(rows) == 0 || strings.Join(rows[0], ",") != strings.Join(api.ExportColumns, ",") {
 		t.Fatalf("export header %v", rows)
 	}

@@ -1,11 +1,12 @@
 package server_test
 
 import (
-	"encoding/csv"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,9 +143,14 @@ func TestKeyLifecycle(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer res.Body.Close()
-				rows, err := csv.NewReader(res.Body).ReadAll()
+				body, err := io.ReadAll(res.Body)
 				if err != nil {
 					t.Fatal(err)
+				}
+				frame, rows := readExport(t, body)
+				checkFrame(t, ts, body, frame, id, "swapped", 2)
+				if len(frame) != 6 || !strings.HasPrefix(frame[3], "# key,2,"+k2.Public().Fingerprint().String()+",") {
+					t.Fatalf("frame %q: want both keys", frame)
 				}
 				if len(rows) != 3 {
 					t.Fatalf("%d rows, want a header and 2 readings: %q", len(rows), rows)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"smartmeters/crypto"
 	"smartmeters/server/ingest"
 	"smartmeters/server/ratelimit"
 	"smartmeters/server/reporting"
@@ -90,7 +91,12 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.reporting = reporting.New(stores.Reporting, s.live, cfg.Now, logger)
+	if cfg.ExportKey == nil {
+		if cfg.ExportKey, err = crypto.GenerateKey(crypto.Ed25519, nil); err != nil {
+			return nil, fmt.Errorf("server: export key: %w", err)
+		}
+	}
+	s.reporting = reporting.New(stores.Reporting, s.live, cfg.ExportKey, cfg.Now, logger)
 	s.registry = &registryAPI{
 		store: stores.Registry, keys: s.ingest.Keys(), minRSABits: cfg.Ingest.MinRSABits,
 		decode: func(c echo.Context, v any) error { return s.decodeBody(c, cfg.MaxBodyBytes, v) },

@@ -5,9 +5,9 @@ import (
 	"io/fs"
 	"net/http"
 
-	"smartmeters/server/api"
-
 	"github.com/labstack/echo/v4"
+
+	"smartmeters/server/api"
 )
 
 // dashboardFiles is the dashboard: one HTML page, its script and style, and

@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/crypto"
+	"smartmeters/server/api"
 	"smartmeters/store"
 )
 
@@ -34,19 +35,20 @@ type Store interface {
 
 // API serves the reporting endpoints and the dashboard.
 type API struct {
-	store  Store
-	live   *Live
-	now    func() time.Time
-	logger *slog.Logger
+	store     Store
+	live      *Live
+	exportKey *crypto.PrivateKey // signs exports
+	now       func() time.Time
+	logger    *slog.Logger
 }
 
-// New returns the reporting API over st, with the live figures of live;
-// now is the clock (nil for time.Now).
-func New(st Store, live *Live, now func() time.Time, logger *slog.Logger) *API {
+// New returns the reporting API over st, with the live figures of live,
+// signing exports with exportKey; now is the clock (nil for time.Now).
+func New(st Store, live *Live, exportKey *crypto.PrivateKey, now func() time.Time, logger *slog.Logger) *API {
 	if now == nil {
 		now = time.Now
 	}
-	return &API{store: st, live: live, now: now, logger: logger}
+	return &API{store: st, live: live, exportKey: exportKey, now: now, logger: logger}
 }
 
 // Route sets up the reporting endpoints and the dashboard on e.
@@ -56,6 +58,7 @@ func (a *API) Route(e *echo.Echo) {
 	e.GET("/meters/:id/readings", a.handleMeterReadings)
 	e.GET("/meters/:id/consumption", a.handleConsumption)
 	e.GET("/meters/:id/export.csv", a.handleExport)
+	e.GET(api.PathSigningKey, a.handleSigningKey)
 	e.GET("/fleet", a.handleFleet)
 	e.GET("/events", a.handleEvents)
 	a.routeDashboard(e)

@@ -3,11 +3,13 @@ package servecmd
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
 
+	"smartmeters/crypto"
 	"smartmeters/db/migratecmd"
 	"smartmeters/server"
 )
@@ -51,6 +53,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "max-header-bytes", Value: humanize.IBytes(uint64(def.MaxHeaderBytes)), Usage: "largest request header block", EnvVars: env("MAX_HEADER_BYTES")},
 		&cli.StringFlag{Name: "tls-cert", TakesFile: true, Usage: "PEM certificate (chain) file: serve both listeners over TLS (with --tls-key)", EnvVars: env("TLS_CERT")},
 		&cli.StringFlag{Name: "tls-key", TakesFile: true, Usage: "PEM private key file of --tls-cert", EnvVars: env("TLS_KEY")},
+		&cli.StringFlag{Name: "export-key", TakesFile: true, Usage: "PEM private key (PKCS#8) that signs exports; by default a key the store keeps, made by the first server that needs it", EnvVars: env("EXPORT_KEY")},
 		&cli.StringFlag{Name: "admin-client-ca", TakesFile: true, Usage: "PEM CA file: the admin listener demands a client certificate it signed (mutual TLS; needs --tls-cert)", EnvVars: env("ADMIN_CLIENT_CA")},
 
 		&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "drop readings older than this (by timestamp), a month's partition at a time (PostgreSQL); 0 keeps them all", EnvVars: env("RETENTION")},
@@ -129,6 +132,15 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.MaxConcurrentRequests = c.Int("max-concurrent-requests")
 	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
 	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
+	if path := c.String("export-key"); path != "" {
+		pemBytes, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("--export-key: %w", err)
+		}
+		if cfg.ExportKey, err = crypto.ParsePrivateKeyPEM(pemBytes); err != nil {
+			return cfg, fmt.Errorf("--export-key %s: %w", path, err)
+		}
+	}
 	return cfg, cfg.CheckTLS()
 }
 

@@ -9,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"smartmeters/crypto"
 	"smartmeters/db"
 	"smartmeters/server"
 	"smartmeters/server/background"
@@ -102,6 +104,11 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 	}
 	cfg.SchemaCheck = func(ctx context.Context) error { return db.CheckSchema(ctx, conn) }
 	st := store.New(conn)
+	if cfg.ExportKey == nil {
+		if cfg.ExportKey, err = storedExportKey(ctx, st, cfg.Now()); err != nil {
+			return err
+		}
+	}
 	stores := server.StoresOf(st)
 	stores.Reporting = store.New(rconn)
 	srv, err := server.New(cfg, stores, logger)
@@ -163,4 +170,26 @@ func newLogger(w io.Writer, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, nil)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+// storedExportKey returns the export signing key the store keeps, making
+// one if it has none: every server on the store signs with the same key.
+func storedExportKey(ctx context.Context, st *store.Store, now time.Time) (*crypto.PrivateKey, error) {
+	fresh, err := crypto.GenerateKey(crypto.Ed25519, nil)
+	if err != nil {
+		return nil, err
+	}
+	pemBytes, err := fresh.MarshalPKCS8PEM()
+	if err != nil {
+		return nil, err
+	}
+	stored, err := st.EnsureServerKey(ctx, "export", pemBytes, now)
+	if err != nil {
+		return nil, err
+	}
+	k, err := crypto.ParsePrivateKeyPEM(stored)
+	if err != nil {
+		return nil, fmt.Errorf("the export key the store keeps: %w", err)
+	}
+	return k, nil
 }
