@@ -54,6 +54,8 @@ func (a *API) handleExport(c echo.Context) error {
 	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="meter-%d.csv"`, id))
 	c.Response().WriteHeader(http.StatusOK)
 
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetWriteDeadline(time.Now().Add(exportStall))
 	ew := newExportWriter(c.Response())
 	ew.line(api.ExportVersionLine)
 	ew.line(api.MeterLine(id, ms.Username))
@@ -61,7 +63,6 @@ func (a *API) handleExport(c echo.Context) error {
 		ew.line(api.KeyLine(exportKey(k)))
 	}
 	ew.row(api.ExportColumns)
-	rc := http.NewResponseController(c.Response())
 	meter := strconv.FormatInt(id, 10)
 	row := make([]string, len(api.ExportColumns))
 	var rows uint64
@@ -73,6 +74,8 @@ func (a *API) handleExport(c echo.Context) error {
 		if err != nil {
 			a.abortExport(c, id, rows, err)
 		}
+		// Each page must reach the client within exportStall.
+		_ = rc.SetWriteDeadline(time.Now().Add(exportStall))
 		for _, r := range page {
 			k, ok := keys[r.KeySeq]
 			if !ok {
@@ -88,7 +91,6 @@ func (a *API) handleExport(c echo.Context) error {
 			ew.row(row)
 			rows++
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(exportStall))
 		if err := ew.flush(); err != nil {
 			a.abortExport(c, id, rows, err)
 		}
@@ -178,6 +180,7 @@ func (ew *exportWriter) flush() error {
 // left is to cut the body short, so that the client sees an incomplete
 // file rather than a shorter one.
 func (a *API) abortExport(c echo.Context, id int64, rows uint64, err error) {
+	a.exportsCut.Inc()
 	a.logger.WarnContext(c.Request().Context(), "export aborted", "meter", id, "rows", rows, "err", err)
 	panic(http.ErrAbortHandler)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"smartmeters/crypto"
 	"smartmeters/server/api"
@@ -35,20 +36,28 @@ type Store interface {
 
 // API serves the reporting endpoints and the dashboard.
 type API struct {
-	store     Store
-	live      *Live
-	exportKey *crypto.PrivateKey // signs exports
-	now       func() time.Time
-	logger    *slog.Logger
+	store      Store
+	live       *Live
+	exportKey  *crypto.PrivateKey // signs exports
+	exportsCut prometheus.Counter
+	now        func() time.Time
+	logger     *slog.Logger
 }
 
 // New returns the reporting API over st, with the live figures of live,
-// signing exports with exportKey; now is the clock (nil for time.Now).
-func New(st Store, live *Live, exportKey *crypto.PrivateKey, now func() time.Time, logger *slog.Logger) *API {
+// signing exports with exportKey and registering its metrics on reg; now
+// is the clock (nil for time.Now).
+func New(st Store, live *Live, exportKey *crypto.PrivateKey, reg prometheus.Registerer, now func() time.Time, logger *slog.Logger) *API {
 	if now == nil {
 		now = time.Now
 	}
-	return &API{store: st, live: live, exportKey: exportKey, now: now, logger: logger}
+	a := &API{store: st, live: live, exportKey: exportKey, now: now, logger: logger}
+	a.exportsCut = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "smartmeters_exports_cut_off_total",
+		Help: "Exports ended before their last row: the client stopped reading, or the store failed.",
+	})
+	reg.MustRegister(a.exportsCut)
+	return a
 }
 
 // Route sets up the reporting endpoints and the dashboard on e.
