@@ -166,3 +166,64 @@ func wantInternal(t *testing.T, r response) {
 		t.Fatalf("500 detail %q, want only \"internal error\"", r.body["detail"])
 	}
 }
+
+// halfCommits is a store whose first commit of several readings stores
+// only the first half and fails for the rest, as a cluster does when one
+// shard's worker is down: those outcomes are final, the rest undecided.
+type halfCommits struct {
+	*store.Store
+	failed bool
+}
+
+func (h *halfCommits) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+	if h.failed || len(rs) < 2 {
+		return h.Store.InsertReadings(ctx, rs)
+	}
+	h.failed = true
+	done, err := h.Store.InsertReadings(ctx, rs[:len(rs)/2])
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Outcome, len(rs))
+	copy(out, done)
+	return out, errDown
+}
+
+// TestPartialCommit sends a batch whose commit stores part of it and
+// fails for the rest: the readings already stored are answered stored,
+// not retried into duplicates, and the rest are retried and stored.
+func TestPartialCommit(t *testing.T) {
+	d := dbtest.SQLite(t).OpenMigrated(t)
+	st := store.New(d)
+	k := newKey(t, "ed25519")
+	m := store.Meter{Username: "m", PublicKey: k.Public().DER(), Fingerprint: k.Public().Fingerprint(), Algorithm: k.Public().Algorithm(), RegisteredAt: now}
+	if err := st.CreateMeter(t.Context(), &m); err != nil {
+		t.Fatal(err)
+	}
+	batch := make([]reportBody, 6)
+	for i := range batch {
+		batch[i] = signed(t, k, crypto.Reading{WhIn: int64(i), WhOut: 0, Timestamp: now.Add(time.Duration(i-10) * time.Minute).UnixMilli()})
+	}
+	stores := server.StoresOf(st)
+	stores.Readings = &halfCommits{Store: st}
+	srv := newServerOver(t, testConfig(nil), stores)
+	pub := httptest.NewServer(srv.PublicHandler())
+	t.Cleanup(pub.Close)
+
+	r := postJSON(t, pub.URL+"/reportReadings", batch)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.rawBody)
+	}
+	results, _ := r.body["results"].([]any)
+	if len(results) != len(batch) {
+		t.Fatalf("%d results for %d readings: %s", len(results), len(batch), r.rawBody)
+	}
+	for i, res := range results {
+		if res := res.(map[string]any); res["status"] != float64(http.StatusCreated) || res["result"] != "stored" {
+			t.Errorf("reading %d: %v, want 201 stored", i, res)
+		}
+	}
+	if n := countReadings(t, d); n != int64(len(batch)) {
+		t.Fatalf("stored %d readings, want %d", n, len(batch))
+	}
+}

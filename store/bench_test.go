@@ -9,30 +9,46 @@ import (
 	"smartmeters/store"
 )
 
-// BenchmarkInsertReadings writes batches of new readings, as the group
-// commit does, on every backend; ns/op is per batch, and the readings/s
-// metric is what one writer sustains.
+// BenchmarkInsertReadings writes batches of new readings as the group
+// commit does, on every backend: of many meters, a reading each (a commit
+// of concurrent single reports), and of one meter (a batch report from
+// one meter's buffer). ns/op is per batch; readings/s is what one writer
+// sustains.
 func BenchmarkInsertReadings(b *testing.B) {
+	run := 0
 	for _, be := range dbtest.Backends(b) {
-		for _, size := range []int{1, 100, 1000} {
-			b.Run(fmt.Sprintf("%s/batch=%d", be.Name, size), func(b *testing.B) {
-				st := store.New(be.OpenMigrated(b))
-				ctx := context.Background()
-				m := newMeter(b, st, fmt.Sprintf("bench-%d", size))
-				batch := make([]store.Reading, size)
-				ts := int64(1764141000000)
-				b.ReportAllocs()
-				for b.Loop() {
-					for i := range batch {
-						ts += 1000
-						batch[i] = reading(m.ID, ts, ts/1000, 0)
-					}
-					if _, err := st.InsertReadings(ctx, batch); err != nil {
-						b.Fatal(err)
-					}
+		for _, shape := range []string{"many-meters", "one-meter"} {
+			for _, size := range []int{1, 100, 1000} {
+				if shape == "one-meter" && size == 1 {
+					continue // the same as many-meters
 				}
-				b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "readings/s")
-			})
+				b.Run(fmt.Sprintf("%s/%s/batch=%d", be.Name, shape, size), func(b *testing.B) {
+					st := store.New(be.OpenMigrated(b))
+					ctx := context.Background()
+					meters := make([]int64, size)
+					run++ // -count runs this again on the same database
+					for i := range meters {
+						if shape == "many-meters" || i == 0 {
+							meters[i] = newMeter(b, st, fmt.Sprintf("bench-%d-%d", run, i)).ID
+						} else {
+							meters[i] = meters[0]
+						}
+					}
+					batch := make([]store.Reading, size)
+					ts := int64(1764141000000)
+					b.ReportAllocs()
+					for b.Loop() {
+						for i := range batch {
+							ts += 1000
+							batch[i] = reading(meters[i], ts, ts/1000, 0)
+						}
+						if _, err := st.InsertReadings(ctx, batch); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "readings/s")
+				})
+			}
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"smartmeters/crypto"
 )
@@ -18,16 +17,18 @@ import (
 // A meter's registers are cumulative: in timestamp order, neither whIn nor
 // whOut may ever go down. InsertReadings keeps that true for every meter
 // by deciding each reading against its nearest stored neighbours in time,
-// inside the transaction that inserts it:
+// inside the transaction that inserts it. This file is that decision on
+// SQLite, whose write transaction holds the whole database:
 //
-//  1. lockMeters locks the batch's meters, so that no other writer (another
-//     committer, another server process) changes their readings until the
-//     transaction ends;
+//  1. currentKeys reads each meter's current key;
 //  2. neighboursOf fetches, in one query, each new reading's stored
 //     predecessor, successor and same-timestamp reading;
 //  3. decide walks the batch in order against those neighbours and the
 //     readings it has accepted so far, as if the readings had arrived one
 //     by one.
+//
+// On PostgreSQL the database function ingest_readings makes the same
+// decision (ingest.go); the conformance suite holds both to it.
 
 // stored is a reading found in the database, or none (ok false).
 type stored struct {
@@ -38,49 +39,6 @@ type stored struct {
 // around is what the database holds next to a new reading's timestamp.
 type around struct {
 	prev, same, next stored
-}
-
-// lockMeters takes a transaction-scoped advisory lock on each meter of
-// rs, keyed by the meter's id, in id order so that two batches with
-// overlapping meters cannot deadlock (the ids are sorted here, and unnest
-// yields them in array order). It must run as a statement of its own
-// before neighboursOf: under READ COMMITTED each statement sees the
-// commits that happened before it started, so the neighbour query, started
-// once the locks are held, sees every reading committed by the writers
-// that held them before.
-//
-// Advisory locks rather than row locks on meters (SELECT … FOR NO KEY
-// UPDATE): a row lock writes the locked tuple's header and a WAL record for
-// every meter of every batch, while an advisory lock lives in shared
-// memory only; with batches of hundreds of meters that cost a third of the
-// batch endpoint's throughput. Both are released when the transaction
-// ends, whatever happens. The key space of single-bigint advisory locks is
-// shared with anything else that uses them on the database; a collision
-// would only make a writer wait. SQLite needs nothing here: its write
-// transactions start with BEGIN IMMEDIATE (see db.Open), which already
-// admits one writer at a time.
-func (s *Store) lockMeters(ctx context.Context, tx *sqlx.Tx, rs []Reading) error {
-	if !s.postgres {
-		return nil
-	}
-	ids := make(pq.Int64Array, 0, len(rs))
-	for _, r := range rs {
-		ids = append(ids, r.MeterID)
-	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	const q = `SELECT pg_advisory_xact_lock(id) FROM unnest($1::bigint[]) AS u (id)`
-	rows, err := tx.QueryContext(ctx, q, ids)
-	if err != nil {
-		return fmt.Errorf("lock %d meters: %w", len(ids), err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("lock %d meters: %w", len(ids), err)
-	}
-	return nil
 }
 
 // neighboursOf returns, for each distinct (meter, timestamp) of rs, the
@@ -125,32 +83,9 @@ func distinctKeys(rs []Reading) []readingKey {
 	return keys
 }
 
-// queryNeighbours runs the neighbour query of the store's dialect: one row
-// per key, with the predecessor's (at or before) and the successor's
+// queryNeighbours runs the neighbour query: one row per key, with the predecessor's (at or before) and the successor's
 // timestamp and registers, NULL where there is none.
 func (s *Store) queryNeighbours(ctx context.Context, tx *sqlx.Tx, keys []readingKey) (*sql.Rows, error) {
-	if s.postgres {
-		const q = `
-			SELECT u.m, u.t,
-				p.timestamp, p.wh_in, p.wh_out,
-				n.timestamp, n.wh_in, n.wh_out
-			FROM unnest($1::bigint[], $2::bigint[]) AS u (m, t)
-			LEFT JOIN LATERAL (
-				SELECT timestamp, wh_in, wh_out FROM readings
-				WHERE meter_id = u.m AND timestamp <= u.t
-				ORDER BY timestamp DESC LIMIT 1
-			) p ON true
-			LEFT JOIN LATERAL (
-				SELECT timestamp, wh_in, wh_out FROM readings
-				WHERE meter_id = u.m AND timestamp > u.t
-				ORDER BY timestamp ASC LIMIT 1
-			) n ON true`
-		ids, ts := make(pq.Int64Array, len(keys)), make(pq.Int64Array, len(keys))
-		for i, k := range keys {
-			ids[i], ts[i] = k.meterID, k.timestamp
-		}
-		return tx.QueryContext(ctx, q, ids, ts)
-	}
 	// The keys travel as one JSON array of [meter, timestamp] pairs, so
 	// that one fixed statement serves any batch size.
 	const q = `
@@ -219,7 +154,7 @@ type keyState struct {
 // currentKeys returns the current key of each meter of rs, or an error if
 // one of them does not exist.
 func (s *Store) currentKeys(ctx context.Context, tx *sqlx.Tx, rs []Reading) (map[int64]keyState, error) {
-	ids := make(pq.Int64Array, 0, len(rs))
+	ids := make([]int64, 0, len(rs))
 	seen := make(map[int64]bool, len(rs))
 	for _, r := range rs {
 		if !seen[r.MeterID] {
@@ -227,23 +162,11 @@ func (s *Store) currentKeys(ctx context.Context, tx *sqlx.Tx, rs []Reading) (map
 			ids = append(ids, r.MeterID)
 		}
 	}
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if s.postgres {
-		const q = `
-			SELECT m.id, m.key_seq, m.revoked_at IS NOT NULL, k.added_at
-			FROM meters m JOIN meter_keys k ON k.meter_id = m.id AND k.seq = m.key_seq
-			WHERE m.id = ANY($1)`
-		rows, err = tx.QueryContext(ctx, q, ids)
-	} else {
-		const q = `
-			SELECT m.id, m.key_seq, m.revoked_at IS NOT NULL, k.added_at
-			FROM meters m JOIN meter_keys k ON k.meter_id = m.id AND k.seq = m.key_seq
-			WHERE m.id IN (SELECT value FROM json_each($1))`
-		rows, err = tx.QueryContext(ctx, q, idsJSON(ids))
-	}
+	const q = `
+		SELECT m.id, m.key_seq, m.revoked_at IS NOT NULL, k.added_at
+		FROM meters m JOIN meter_keys k ON k.meter_id = m.id AND k.seq = m.key_seq
+		WHERE m.id IN (SELECT value FROM json_each($1))`
+	rows, err := tx.QueryContext(ctx, q, idsJSON(ids))
 	if err != nil {
 		return nil, fmt.Errorf("current keys of %d meters: %w", len(ids), err)
 	}

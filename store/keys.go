@@ -64,8 +64,9 @@ type NewKey struct {
 // is committed.
 //
 // Key changes and the inserts of a meter's readings are serialised by the
-// meter's lock (lockMeters), so that a reading is stored only if the key
-// that signed it is, when it is stored, the meter's current key.
+// meter's lock (ingest_readings takes it too), so that a reading is stored
+// only if the key that signed it is, when it is stored, the meter's
+// current key.
 func (s *Store) RevokeKey(ctx context.Context, id int64, reason string, at time.Time) (KeyEvent, error) {
 	ev := KeyEvent{MeterID: id, Action: ActionRevoke, Reason: reason}
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -141,11 +142,14 @@ func (s *Store) ReplaceKey(ctx context.Context, id int64, k NewKey, reason strin
 }
 
 // lockedMeter takes meter id's lock for the rest of tx and returns the
-// meter as it then is. SQLite needs no lock: its write transactions run
-// one at a time.
+// meter as it then is. It is the lock ingest_readings takes, by the same
+// statement on meters, so that on a cluster it is taken on the node that
+// holds the meter. SQLite needs no lock: its write transactions run one at
+// a time.
 func (s *Store) lockedMeter(ctx context.Context, tx *sqlx.Tx, id int64) (Meter, error) {
 	if s.postgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, id); err != nil {
+		const q = `SELECT pg_advisory_xact_lock(id) FROM meters WHERE id = $1`
+		if _, err := tx.ExecContext(ctx, q, id); err != nil {
 			return Meter{}, fmt.Errorf("lock meter %d: %w", id, err)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"smartmeters/crypto"
 )
@@ -67,10 +66,13 @@ func (o Outcome) String() string {
 
 type readingKey struct{ meterID, timestamp int64 }
 
-// InsertReadings stores a batch of readings in one transaction and returns
-// the outcome of each, in order. When it returns without error every
-// Stored reading is committed; when it returns an error, none of the batch
-// is, and the caller may retry the whole batch.
+// InsertReadings stores a batch of readings and returns the outcome of
+// each, in order. When it returns no error, every reading is decided and
+// every Stored one committed. When it returns an error, the readings whose
+// outcome is 0 were not stored, and the caller may retry them; the others
+// are decided and committed as reported. (On one database a batch is one
+// transaction, so an error leaves every outcome 0; on a cluster each
+// shard's readings commit on their own.)
 //
 // A reading is stored only if the key that signed it (KeySeq) is, at that
 // moment, its meter's current key and not revoked (KeyReplaced and
@@ -83,27 +85,37 @@ type readingKey struct{ meterID, timestamp int64 }
 // before it in time, or above the one just after it (stored, or stored
 // earlier in the batch), is Decreased and not stored. This holds whatever
 // other batches commit concurrently, from this process or another one on
-// the same database: see lockMeters.
+// the same database: the meters are locked for the decision and the insert.
+// On PostgreSQL the database function ingest_readings does all of it in
+// one call (migration 00008); on SQLite, integrity.go in one transaction.
 func (s *Store) InsertReadings(ctx context.Context, rs []Reading) ([]Outcome, error) {
 	if len(rs) == 0 {
 		return []Outcome{}, nil
 	}
-	out, err := s.insertReadingsTx(ctx, rs)
+	var (
+		out []Outcome
+		err error
+	)
+	if s.postgres {
+		out, err = s.ingestPostgres(ctx, rs)
+	} else {
+		out, err = s.insertReadingsTx(ctx, rs)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("insert %d readings: %w", len(rs), err)
+		return out, fmt.Errorf("insert %d readings: %w", len(rs), err)
 	}
 	return out, nil
 }
 
+// insertReadingsTx decides and stores rs in one SQLite transaction, which
+// runs alone: SQLite's write transactions (BEGIN IMMEDIATE) take the
+// database's one write lock first.
 func (s *Store) insertReadingsTx(ctx context.Context, rs []Reading) ([]Outcome, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := s.lockMeters(ctx, tx, rs); err != nil {
-		return nil, err
-	}
 	keys, err := s.currentKeys(ctx, tx, rs)
 	if err != nil {
 		return nil, err
@@ -128,11 +140,11 @@ func (s *Store) insertReadingsTx(ctx context.Context, rs []Reading) ([]Outcome, 
 		if err != nil {
 			return nil, err
 		}
-		// The meters are locked, so nothing can have taken a key since
-		// neighboursOf looked; a writer that bypasses the locks would show
+		// The database is locked, so nothing can have taken a key since
+		// neighboursOf looked; a writer that bypassed the lock would show
 		// here, and the batch is refused rather than misreported.
 		if n != len(accepted) {
-			return nil, fmt.Errorf("inserted %d of %d new readings: a concurrent writer bypassed the meter locks", n, len(accepted))
+			return nil, fmt.Errorf("inserted %d of %d new readings: a concurrent writer bypassed the lock", n, len(accepted))
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -152,47 +164,21 @@ func compare(stored, sent crypto.Reading) Outcome {
 }
 
 // insertRows inserts rs, whose keys must all be distinct, skipping keys
-// already stored, and returns how many it inserted.
+// already stored, and returns how many it inserted. Only placeholders are
+// added to the statement; every value is bound.
 func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int, error) {
-	var (
-		query string
-		args  []any
-	)
-	if s.postgres {
-		// One fixed statement for any batch size: the columns travel as arrays.
-		query = `
-			INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at)
-			SELECT m, k, t, i, o, s, to_timestamp(r::double precision / 1000)
-			FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bytea[], $7::bigint[])
-				AS u (m, k, t, i, o, s, r)
-			ON CONFLICT (meter_id, timestamp) DO NOTHING`
-		cols := make([]pq.Int64Array, 6)
-		for c := range cols {
-			cols[c] = make(pq.Int64Array, len(rs))
+	var b strings.Builder
+	b.WriteString(`INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
+	args := make([]any, 0, 7*len(rs))
+	for i, r := range rs {
+		if i > 0 {
+			b.WriteByte(',')
 		}
-		sigs := make(pq.ByteaArray, len(rs))
-		for i, r := range rs {
-			cols[0][i], cols[1][i], cols[2][i], cols[3][i], cols[4][i] = r.MeterID, int64(r.KeySeq), r.Timestamp, r.WhIn, r.WhOut
-			cols[5][i] = r.ReceivedAt.UnixMilli()
-			sigs[i] = r.Signature
-		}
-		args = []any{cols[0], cols[1], cols[2], cols[3], cols[4], sigs, cols[5]}
-	} else {
-		// Only placeholders are added to the statement; every value is bound.
-		var b strings.Builder
-		b.WriteString(`INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
-		args = make([]any, 0, 7*len(rs))
-		for i, r := range rs {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?)")
-			args = append(args, r.MeterID, r.KeySeq, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
-		}
-		b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING`)
-		query = b.String()
+		b.WriteString("(?,?,?,?,?,?,?)")
+		args = append(args, r.MeterID, r.KeySeq, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
 	}
-	res, err := tx.ExecContext(ctx, query, args...)
+	b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING`)
+	res, err := tx.ExecContext(ctx, b.String(), args...)
 	if err != nil {
 		return 0, fmt.Errorf("insert: %w", err)
 	}

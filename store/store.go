@@ -37,6 +37,7 @@ var (
 type Store struct {
 	db       *sqlx.DB
 	postgres bool
+	clusterState
 }
 
 // New returns a Store over db, which must be migrated to the current schema.

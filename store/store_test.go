@@ -25,6 +25,7 @@ func TestConformance(t *testing.T) {
 			t.Run("InsertReadings", func(t *testing.T) { testInsertReadings(t, st) })
 			t.Run("InsertReadingsBatch", func(t *testing.T) { testInsertReadingsBatch(t, st) })
 			t.Run("InsertReadingsCumulative", func(t *testing.T) { testInsertReadingsCumulative(t, st) })
+			t.Run("InsertReadingsModel", func(t *testing.T) { testInsertReadingsModel(t, st) })
 			t.Run("InsertReadingsAtomic", func(t *testing.T) { testInsertReadingsAtomic(t, st) })
 			t.Run("ReadingsBetween", func(t *testing.T) { testReadingsBetween(t, st) })
 			t.Run("RegisterSeries", func(t *testing.T) { testRegisterSeries(t, st) })

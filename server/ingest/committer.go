@@ -286,10 +286,12 @@ func (c *committer) commit(batch []*pending, rows []store.Reading) {
 }
 
 // insert stores rows and fills out. If the store refuses the statement,
-// the rows are split in halves and retried, in order, so that one reading
-// the store refuses cannot fail the others; all attempts share ctx's
-// deadline, so an unreachable store fails the batch quickly rather than
-// once per reading.
+// the readings it left undecided are split in halves and retried, in
+// order, so that one reading the store refuses cannot fail the others; all
+// attempts share ctx's deadline, so an unreachable store fails the batch
+// quickly rather than once per reading. Readings the store decided before
+// it failed (on a cluster, those of the shards that committed) keep their
+// outcomes.
 func (c *committer) insert(ctx context.Context, rows []store.Reading, out []commitResult) {
 	start := time.Now()
 	outcomes, err := c.store.InsertReadings(ctx, rows)
@@ -300,10 +302,30 @@ func (c *committer) insert(ctx context.Context, rows []store.Reading, out []comm
 		}
 		return
 	}
-	if len(rows) == 1 || ctx.Err() != nil {
-		c.logger.Error("commit failed", "readings", len(rows), "err", err)
-		for i := range out {
+	var left []int // undecided
+	for i := range rows {
+		if i < len(outcomes) && outcomes[i] != 0 {
+			out[i].outcome = outcomes[i]
+		} else {
+			left = append(left, i)
+		}
+	}
+	if len(left) == 1 || ctx.Err() != nil {
+		c.logger.Error("commit failed", "readings", len(left), "err", err)
+		for _, i := range left {
 			out[i].err = err
+		}
+		return
+	}
+	if len(left) < len(rows) {
+		sub := make([]store.Reading, len(left))
+		subOut := make([]commitResult, len(left))
+		for j, i := range left {
+			sub[j] = rows[i]
+		}
+		c.insert(ctx, sub, subOut)
+		for j, i := range left {
+			out[i] = subOut[j]
 		}
 		return
 	}
