@@ -79,7 +79,7 @@ func TestMigrations(t *testing.T) {
 				t.Fatalf("down to 0: %v", err)
 			}
 			var tables int
-			if err := d.GetContext(ctx, &tables, tableCountQuery(b.Name)); err != nil {
+			if err := d.GetContext(ctx, &tables, tableCountQuery(b.Driver())); err != nil {
 				t.Fatal(err)
 			}
 			if tables != 0 {
@@ -108,34 +108,43 @@ func tableCountQuery(driver string) string {
 }
 
 // TestConcurrentMigrateUp runs several migrators at once against one
-// PostgreSQL database, as several hosts deploying together would.
+// PostgreSQL database, as several hosts deploying together would; on a
+// Citus coordinator they also distribute the schema once.
 func TestConcurrentMigrateUp(t *testing.T) {
-	b, ok := dbtest.Postgres(t)
-	if !ok {
+	bs := dbtest.PostgresBackends(t)
+	if len(bs) == 0 {
 		t.Skipf("needs PostgreSQL: set %s", dbtest.EnvURL)
 	}
-	ctx := context.Background()
-	const n = 4
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			d, err := db.Open(ctx, b.URL)
-			if err != nil {
-				errs <- err
-				return
+	for _, b := range bs {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			const n = 4
+			errs := make(chan error, n)
+			for range n {
+				go func() {
+					d, err := db.Open(ctx, b.URL)
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer d.Close()
+					_, err = db.Migrate(ctx, d)
+					errs <- err
+				}()
 			}
-			defer d.Close()
-			_, err = db.Migrate(ctx, d)
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("concurrent migrate up: %v", err)
-		}
-	}
-	if err := db.CheckSchema(ctx, b.Open(t)); err != nil {
-		t.Fatalf("after concurrent up: %v", err)
+			for range n {
+				if err := <-errs; err != nil {
+					t.Errorf("concurrent migrate up: %v", err)
+				}
+			}
+			conn := b.Open(t)
+			if err := db.CheckSchema(ctx, conn); err != nil {
+				t.Fatalf("after concurrent up: %v", err)
+			}
+			if b.Name == dbtest.Citus {
+				dbtest.RequireDistributed(t, conn)
+			}
+		})
 	}
 }
 

@@ -68,7 +68,8 @@ func CheckSchema(ctx context.Context, db *sqlx.DB) error {
 	return nil
 }
 
-// Migrate applies every pending migration.
+// Migrate applies every pending migration and, on a Citus coordinator,
+// distributes the schema (Distribute, with the cluster's shard count).
 func Migrate(ctx context.Context, db *sqlx.DB) ([]*goose.MigrationResult, error) {
 	p, err := NewMigrator(db)
 	if err != nil {
@@ -77,6 +78,9 @@ func Migrate(ctx context.Context, db *sqlx.DB) ([]*goose.MigrationResult, error)
 	res, err := p.Up(ctx)
 	if err != nil {
 		return res, fmt.Errorf("migrate up: %w", err)
+	}
+	if _, err := Distribute(ctx, db, 0); err != nil {
+		return res, err
 	}
 	return res, nil
 }

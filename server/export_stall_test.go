@@ -36,7 +36,7 @@ func TestStalledExports(t *testing.T) {
 			stores := server.StoresOf(st)
 			stores.Reporting = store.New(ro)
 			cfg := testConfig(nil)
-			if b.Name == db.SQLite {
+			if b.Driver() == db.SQLite {
 				cfg.Ingest.Committers = 1
 			}
 			srv := newServerOver(t, cfg, stores)
@@ -77,7 +77,7 @@ func TestStalledExports(t *testing.T) {
 					t.Fatalf("report %d while 16 exports stall: %d %s", i, r.status, r.rawBody)
 				}
 			}
-			if b.Name != db.SQLite {
+			if b.Driver() != db.SQLite {
 				return
 			}
 			// Past the stall bound the downloads are cut off: reading one

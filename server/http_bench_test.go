@@ -26,7 +26,7 @@ func BenchmarkReportReadingHTTP(b *testing.B) {
 		b.Run(be.Name, func(b *testing.B) {
 			st := store.New(be.OpenMigrated(b))
 			cfg := server.DefaultConfig()
-			if be.Name == "sqlite" {
+			if be.Driver() == "sqlite" {
 				cfg.Ingest.Committers = 1
 			}
 			srv := newServer(b, cfg, st)

@@ -106,7 +106,7 @@ func TestConcurrentKeyChanges(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			rs := replicas(t, b, 1, false)
 			rs = append(rs, rs[0])
-			if b.Name == "postgres" {
+			if b.Driver() == "postgres" {
 				rs = replicas(t, b, 2, true)
 			}
 			tries := 60

@@ -69,7 +69,7 @@ func awaitKeys(t *testing.T, kl *store.KeyListener, fps []crypto.Fingerprint, wa
 // registration, revocation and replacement, nothing that rolled back, and
 // recovers from losing its connection. PostgreSQL only.
 func testListenKeyChanges(t *testing.T, st *store.Store, b dbtest.Backend, conn *sqlx.DB) {
-	if b.Name != db.Postgres {
+	if b.Driver() != db.Postgres {
 		t.Skip("ListenKeyChanges needs PostgreSQL LISTEN/NOTIFY; the SQLite store serves one process and notifies nobody")
 	}
 	ctx := context.Background()

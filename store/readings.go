@@ -102,6 +102,9 @@ func (s *Store) InsertReadings(ctx context.Context, rs []Reading) ([]Outcome, er
 		out, err = s.insertReadingsTx(ctx, rs)
 	}
 	if err != nil {
+		if len(out) != len(rs) {
+			out = make([]Outcome, len(rs))
+		}
 		return out, fmt.Errorf("insert %d readings: %w", len(rs), err)
 	}
 	return out, nil

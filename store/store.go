@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/jmoiron/sqlx"
@@ -47,12 +48,24 @@ func New(db *sqlx.DB) *Store {
 
 const dbPostgres = db.Postgres
 
+// violationDetail finds the columns in a unique violation's detail.
+var violationDetail = regexp.MustCompile(`^Key \(([^)]*)\)=`)
+
 // uniqueViolation reports whether err is a unique-constraint violation and,
 // if so, names the column or constraint involved.
 func uniqueViolation(err error) (column string, ok bool) {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) && pqErr.Code == "23505" {
-		return pqErr.Constraint, true
+		if pqErr.Constraint != "" {
+			return pqErr.Constraint, true
+		}
+		// A Citus worker's violation reaches the coordinator's client
+		// without the constraint's name, but with the detail "Key
+		// (username)=(alice) already exists."
+		if m := violationDetail.FindStringSubmatch(pqErr.Detail); m != nil {
+			return m[1], true
+		}
+		return "", true
 	}
 	var sqliteErr *sqlite.Error
 	if errors.As(err, &sqliteErr) && (sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || sqliteErr.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {

@@ -27,6 +27,7 @@ func TestConformance(t *testing.T) {
 			t.Run("InsertReadingsCumulative", func(t *testing.T) { testInsertReadingsCumulative(t, st) })
 			t.Run("InsertReadingsModel", func(t *testing.T) { testInsertReadingsModel(t, st) })
 			t.Run("InsertReadingsAtomic", func(t *testing.T) { testInsertReadingsAtomic(t, st) })
+			t.Run("ReceivedAfterKey", func(t *testing.T) { testReceivedAfterKey(t, st) })
 			t.Run("ReadingsBetween", func(t *testing.T) { testReadingsBetween(t, st) })
 			t.Run("RegisterSeries", func(t *testing.T) { testRegisterSeries(t, st) })
 			t.Run("EachRegisterBetween", func(t *testing.T) { testEachRegisterBetween(t, st) })
@@ -39,7 +40,7 @@ func TestConformance(t *testing.T) {
 			t.Run("CountMeters", func(t *testing.T) { testCountMeters(t, st) })
 			t.Run("CountReportingMeters", func(t *testing.T) { testCountReportingMeters(t, st) })
 			t.Run("EnsureServerKey", func(t *testing.T) { testEnsureServerKey(t, st) })
-			t.Run("PartitionMaintenance", func(t *testing.T) { testPartitionMaintenance(t, st, b.Name) })
+			t.Run("PartitionMaintenance", func(t *testing.T) { testPartitionMaintenance(t, st, b.Driver()) })
 		})
 	}
 }

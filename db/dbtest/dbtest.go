@@ -1,6 +1,8 @@
 // Package dbtest gives tests real, migrated, isolated databases: a fresh
-// SQLite file always, and a fresh PostgreSQL schema when
-// SMARTMETERS_TEST_DATABASE_URL names a server.
+// SQLite file always, a fresh PostgreSQL schema when
+// SMARTMETERS_TEST_DATABASE_URL names a server, and a fresh schema
+// distributed over a Citus cluster when SMARTMETERS_TEST_CITUS_URL names
+// its coordinator.
 package dbtest
 
 import (
@@ -10,9 +12,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"smartmeters/db"
 )
@@ -25,20 +29,52 @@ const EnvURL = "SMARTMETERS_TEST_DATABASE_URL"
 // with the PostgreSQL half of the tests quietly gone.
 const EnvRequire = "SMARTMETERS_TEST_REQUIRE_POSTGRES"
 
+// EnvCitusURL names the environment variable that points tests at the
+// coordinator of a Citus cluster with workers, whose database has the
+// citus extension.
+const EnvCitusURL = "SMARTMETERS_TEST_CITUS_URL"
+
+// Citus is the Name of a Backend on a Citus cluster.
+const Citus = "citus"
+
+// citusShards is the shard count of the tests' distributed schemas: a
+// few per worker, so that a test's readings span shards on every worker
+// while creating its schema stays quick.
+const citusShards = 4
+
 // Backend is one database a test runs against.
 type Backend struct {
-	Name string // "sqlite" or "postgres"
+	Name string // "sqlite", "postgres" or "citus"
 	URL  string // a URL that db.Open accepts and that reaches this database
 }
 
-// Backends returns SQLite and, when EnvURL is set, PostgreSQL, each empty
-// and unmigrated; everything is removed when the test ends. When EnvURL is
-// unset it logs that the PostgreSQL half is skipped.
+// Driver is the database/sql driver of b: db.SQLite, or db.Postgres for
+// PostgreSQL and Citus.
+func (b Backend) Driver() string {
+	if b.Name == db.SQLite {
+		return db.SQLite
+	}
+	return db.Postgres
+}
+
+// Backends returns SQLite, PostgreSQL when EnvURL is set and Citus when
+// EnvCitusURL is, each empty and unmigrated; everything is removed when
+// the test ends. It logs which of them are skipped, and why.
 func Backends(t testing.TB) []Backend {
 	t.Helper()
-	bs := []Backend{SQLite(t)}
+	return append([]Backend{SQLite(t)}, PostgresBackends(t)...)
+}
+
+// PostgresBackends returns the backends of Backends that are PostgreSQL:
+// one server, and a Citus cluster.
+func PostgresBackends(t testing.TB) []Backend {
+	t.Helper()
+	var bs []Backend
 	if pg, ok := Postgres(t); ok {
 		bs = append(bs, pg)
+	}
+	if c, ok := CitusCluster(t); ok {
+		bs = append(bs, c)
 	}
 	return bs
 }
@@ -62,10 +98,32 @@ func Postgres(t testing.TB) (Backend, bool) {
 		t.Logf("PostgreSQL part skipped: set %s to run it", EnvURL)
 		return Backend{}, false
 	}
+	return Backend{Name: db.Postgres, URL: freshSchema(t, EnvURL, base, nil)}, true
+}
+
+// CitusCluster returns a fresh schema on the Citus coordinator that
+// EnvCitusURL names, which OpenMigrated distributes over the cluster's
+// workers, and false when EnvCitusURL is unset.
+func CitusCluster(t testing.TB) (Backend, bool) {
+	t.Helper()
+	base := os.Getenv(EnvCitusURL)
+	if base == "" {
+		t.Logf("Citus part skipped: set %s to a Citus coordinator to run it", EnvCitusURL)
+		return Backend{}, false
+	}
+	params := map[string]string{"citus.shard_count": strconv.Itoa(citusShards)}
+	return Backend{Name: Citus, URL: freshSchema(t, EnvCitusURL, base, params)}, true
+}
+
+// freshSchema creates a schema on the server at base (from the variable
+// env), drops it when the test ends, and returns a URL that selects it,
+// with params added as run-time parameters of its connections.
+func freshSchema(t testing.TB, env, base string, params map[string]string) string {
+	t.Helper()
 	ctx := context.Background()
 	admin, err := db.Open(ctx, base)
 	if err != nil {
-		t.Fatalf("%s: %v", EnvURL, err)
+		t.Fatalf("%s: %v", env, err)
 	}
 	t.Cleanup(func() { admin.Close() })
 	schema := "test_" + randomHex(t, 8)
@@ -73,18 +131,27 @@ func Postgres(t testing.TB) (Backend, bool) {
 		t.Fatalf("create schema: %v", err)
 	}
 	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+		// A second try: on a cluster whose worker restarted, the first can
+		// fail on a connection to it that the coordinator had kept.
+		_, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
+		if err != nil {
+			_, err = admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`)
+		}
+		if err != nil {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("%s: %v", EnvURL, err)
+		t.Fatalf("%s: %v", env, err)
 	}
 	q := u.Query()
 	q.Set("search_path", schema)
+	for k, v := range params {
+		q.Set(k, v)
+	}
 	u.RawQuery = q.Encode()
-	return Backend{Name: db.Postgres, URL: u.String()}, true
+	return u.String()
 }
 
 // Open connects to b and closes the connection when the test ends.
@@ -98,14 +165,38 @@ func (b Backend) Open(t testing.TB) *sqlx.DB {
 	return d
 }
 
-// OpenMigrated connects to b and applies every migration.
+// OpenMigrated connects to b and applies every migration; on Citus that
+// distributes the schema, which it checks.
 func (b Backend) OpenMigrated(t testing.TB) *sqlx.DB {
 	t.Helper()
 	d := b.Open(t)
 	if _, err := db.Migrate(context.Background(), d); err != nil {
 		t.Fatalf("migrate %s: %v", b.Name, err)
 	}
+	if b.Name == Citus {
+		RequireDistributed(t, d)
+	}
 	return d
+}
+
+// RequireDistributed fails the test unless every table of a meter, and
+// the two claim tables, are distributed tables of the Citus cluster that
+// d is on, as citus_tables lists them.
+func RequireDistributed(t testing.TB, d *sqlx.DB) {
+	t.Helper()
+	const q = `
+		SELECT t FROM unnest($1::text[]) AS t
+		WHERE NOT EXISTS (
+			SELECT 1 FROM public.citus_tables c
+			WHERE c.table_name = to_regclass(t) AND c.citus_table_type = 'distributed')`
+	var missing []string
+	tables := pq.StringArray{"meters", "meter_keys", "meter_key_events", "readings", "key_fingerprints", "meter_usernames"}
+	if err := d.SelectContext(context.Background(), &missing, q, tables); err != nil {
+		t.Fatalf("citus_tables: %v", err)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("not distributed on the cluster: %v", missing)
+	}
 }
 
 func randomHex(t testing.TB, n int) string {

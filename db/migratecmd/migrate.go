@@ -36,7 +36,21 @@ func Command() *cli.Command {
 			"serialises them and each migration is applied once.",
 		Flags: []cli.Flag{DatabaseURLFlag()},
 		Subcommands: []*cli.Command{
-			{Name: "up", Usage: "apply every pending migration", Action: withMigrator(up)},
+			{
+				Name:   "up",
+				Usage:  "apply every pending migration; on a Citus coordinator, distribute the schema",
+				Flags:  []cli.Flag{shardCountFlag()},
+				Action: withMigrator(up),
+			},
+			{
+				Name:  "distribute",
+				Usage: "distribute the schema over the Citus cluster whose coordinator --database-url names",
+				Description: "What `migrate up` does on a Citus coordinator, alone: for a database restored\n" +
+					"from a single PostgreSQL onto a coordinator, whose rows it moves into shards.\n" +
+					"It does nothing to a schema that is distributed already.",
+				Flags:  []cli.Flag{shardCountFlag()},
+				Action: withMigrator(distribute),
+			},
 			{Name: "down", Usage: "roll back the most recent migration", Action: withMigrator(down)},
 			{Name: "status", Usage: "list every migration and whether it is applied", Action: withMigrator(status)},
 			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Action: withMigrator(version)},
@@ -63,6 +77,15 @@ func withMigrator(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) 
 	}
 }
 
+// shardCountFlag is the shard count of the meters' tables on Citus.
+func shardCountFlag() *cli.IntFlag {
+	return &cli.IntFlag{
+		Name:    "shard-count",
+		Usage:   "on Citus, the number of shards of the meters' tables when they are distributed (0: the cluster's citus.shard_count); fixed once distributed",
+		EnvVars: []string{"SMARTMETERS_SHARD_COUNT"},
+	}
+}
+
 func up(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 	res, err := p.Up(c.Context)
 	for _, r := range res {
@@ -76,12 +99,43 @@ func up(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "schema at version %d\n", v)
+	if err := distributeSchema(c, conn); err != nil {
+		return err
+	}
 	// On PostgreSQL, readings partitions for the months ahead, as a
 	// server would create them.
 	now := time.Now()
 	created, err := store.New(conn).EnsurePartitions(c.Context, now, now.Add(server.DefaultConfig().PartitionsAhead))
 	for _, part := range created {
 		fmt.Fprintf(c.App.Writer, "created partition %s\n", part.Name)
+	}
+	return err
+}
+
+func distribute(c *cli.Context, _ *goose.Provider, conn *sqlx.DB) error {
+	ok, err := db.HasCitus(c.Context, conn)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("migrate distribute: the database has no citus extension: it is not a Citus coordinator")
+	}
+	if err := db.CheckSchema(c.Context, conn); err != nil {
+		return fmt.Errorf("migrate distribute: %w; run `smartmeters migrate up`, which distributes too", err)
+	}
+	return distributeSchema(c, conn)
+}
+
+// distributeSchema distributes the schema on a Citus coordinator and says
+// what it did.
+func distributeSchema(c *cli.Context, conn *sqlx.DB) error {
+	n := c.Int("shard-count")
+	if n < 0 {
+		return fmt.Errorf("--shard-count %d: must not be negative", n)
+	}
+	done, err := db.Distribute(c.Context, conn, n)
+	for _, d := range done {
+		fmt.Fprintln(c.App.Writer, d)
 	}
 	return err
 }

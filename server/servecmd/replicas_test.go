@@ -31,13 +31,25 @@ const keyChangeDeadline = time.Second
 // is treated accordingly by the other within keyChangeDeadline, also after the
 // other lost its database connections. The periodic resync is set to an
 // hour, so only LISTEN/NOTIFY can make it in time.
+//
+// On Citus both servers talk to the coordinator, whose schema `migrate up`
+// distributes.
 func TestReplicas(t *testing.T) {
-	pg, ok := dbtest.Postgres(t)
-	if !ok {
+	bs := dbtest.PostgresBackends(t)
+	if len(bs) == 0 {
 		t.Skipf("needs PostgreSQL: set %s to run two servers on one database", dbtest.EnvURL)
 	}
 	bin := buildBinary(t)
+	for _, pg := range bs {
+		t.Run(pg.Name, func(t *testing.T) { testReplicas(t, bin, pg) })
+	}
+}
+
+func testReplicas(t *testing.T, bin string, pg dbtest.Backend) {
 	runBinary(t, bin, "migrate", "--database-url", pg.URL, "up")
+	if pg.Name == dbtest.Citus {
+		dbtest.RequireDistributed(t, pg.Open(t))
+	}
 	a := startServer(t, bin, "replica-a", withParam(pg.URL, "application_name", "replica-a"))
 	b := startServer(t, bin, "replica-b", withParam(pg.URL, "application_name", "replica-b"))
 

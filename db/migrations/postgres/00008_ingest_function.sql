@@ -34,6 +34,10 @@ CREATE OR REPLACE FUNCTION ingest_readings(
     p_key_seq  int[])
 RETURNS smallint[]
 LANGUAGE plpgsql
+-- The tables are those of the schema the function is created in, wherever
+-- it runs: a Citus worker running a delegated call does not have the
+-- caller's search_path.
+SET search_path FROM CURRENT
 AS $fn$
 DECLARE
     n        int := coalesce(cardinality(p_meters), 0);
@@ -44,6 +48,8 @@ DECLARE
     shard    text := '';         -- on a cluster, what pins a statement to the call's shard
     v_ord    int[];
     v_out    smallint[];
+    v_recv   timestamptz[];      -- when each reading counts as received
+    v_added  timestamptz;
     n_acc    int := 0;
     cnt      int;
     k        int;
@@ -66,15 +72,13 @@ BEGIN
     outcomes := array_fill(0::smallint, ARRAY[n]);
     ids := ARRAY(SELECT DISTINCT u FROM unnest(p_meters) u ORDER BY u);
 
-    -- On a cluster every meter of the call must live in one shard, and
-    -- every statement names the call's meters, so that it runs on that
-    -- shard alone. On one database that filter would only mislead the
-    -- planner into the fleet-wide timestamp index.
+    -- On a cluster every meter of the call lives in one shard (the store
+    -- groups a batch by shard), and every statement names the call's
+    -- meters, so that it runs on that shard alone; a call whose meters
+    -- span shards fails, since a delegated call may not reach another
+    -- shard. On one database that filter would only mislead the planner
+    -- into the fleet-wide timestamp index.
     IF cluster THEN
-        IF cardinality(ids) > 1 AND (SELECT count(DISTINCT get_shard_id_for_distribution_column('meters', x)) FROM unnest(ids) x) > 1 THEN
-            RAISE EXCEPTION 'ingest_readings: the meters of one call must belong to one shard'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
         shard := ' AND r.meter_id = ANY($6)';
     END IF;
 
@@ -112,6 +116,7 @@ BEGIN
                    array_agg(CASE WHEN x.cnt = 1 THEN x.outcome
                                   WHEN x.all_stored THEN 1
                                   ELSE 0 END::smallint ORDER BY x.ord),
+                   array_agg(x.received ORDER BY x.ord),
                    coalesce(array_agg(DISTINCT x.m) FILTER (WHERE x.cnt > 1 AND NOT x.all_stored), '{}')
             FROM (
                 SELECT d.*,
@@ -121,6 +126,7 @@ BEGIN
                         OVER (PARTITION BY d.m) AS all_stored
                 FROM (
                     SELECT u.ord::int AS ord, u.m, u.i, u.o,
+                        greatest(to_timestamp(u.r::double precision / 1000), mk.added_at) AS received,
                         CASE
                             WHEN mt.id IS NULL THEN 6
                             WHEN mt.key_seq <> u.k THEN 5
@@ -132,8 +138,9 @@ BEGIN
                         END AS outcome,
                         count(*) OVER (PARTITION BY u.m, u.t) AS same_ts,
                         lead(u.i) OVER w AS ni, lead(u.o) OVER w AS no
-                    FROM unnest($1, $2, $3, $4, $5) WITH ORDINALITY AS u (m, t, i, o, k, ord)
+                    FROM unnest($1, $2, $3, $4, $5, $7) WITH ORDINALITY AS u (m, t, i, o, k, r, ord)
                     LEFT JOIN meters mt ON mt.id = u.m AND mt.id = ANY($6)
+                    LEFT JOIN meter_keys mk ON mk.meter_id = u.m AND mk.seq = u.k AND mk.meter_id = ANY($6)
                     LEFT JOIN LATERAL (
                         SELECT r.timestamp, r.wh_in, r.wh_out FROM readings r
                         WHERE r.meter_id = u.m AND r.timestamp <= u.t %1$s
@@ -145,8 +152,9 @@ BEGIN
                     WINDOW w AS (PARTITION BY u.m ORDER BY u.t)
                 ) d
             ) x$q$, shard)
-        INTO v_ord, v_out, rep
-        USING p_meters, p_ts, p_in, p_out, p_key_seq, ids;
+        INTO v_ord, v_out, v_recv, rep
+        USING p_meters, p_ts, p_in, p_out, p_key_seq, ids, p_received;
+        -- v_ord is 1 .. n: the outcomes and times come in the call's order.
         FOR k IN 1 .. n LOOP
             outcomes[v_ord[k]] := v_out[k];
             IF v_out[k] = 1 THEN
@@ -154,21 +162,18 @@ BEGIN
             END IF;
         END LOOP;
 
-        -- 3. Insert the readings decided stored: the meter id comes from
-        --    the co-located meters table, so that a cluster routes the
-        --    insert to the one shard; and no reading is recorded as
-        --    received before its key was added (a server whose clock is
-        --    behind).
+        -- 3. Insert the readings decided stored, from the call's arrays
+        --    alone: a cluster routes each row to the call's one shard, and
+        --    plans that far more cheaply than a join. No reading is
+        --    recorded as received before its key was added (a server whose
+        --    clock is behind): step 2 took the later of the two.
         IF n_acc > 0 THEN
             EXECUTE $q$
                 INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at, key_seq)
-                SELECT mt.id, u.t, u.i, u.o, u.s, greatest(to_timestamp(u.r::double precision / 1000), mk.added_at), u.k
-                FROM meters mt
-                JOIN meter_keys mk ON mk.meter_id = mt.id AND mk.seq = mt.key_seq
-                JOIN unnest($1, $2, $3, $4, $5, $6, $7, $8)
-                    AS u (m, t, i, o, s, r, k, oc) ON u.m = mt.id
-                WHERE mt.id = ANY($9) AND mk.meter_id = ANY($9) AND u.oc = 1$q$
-            USING p_meters, p_ts, p_in, p_out, p_sig, p_received, p_key_seq, outcomes, ids;
+                SELECT u.m, u.t, u.i, u.o, u.s, u.r, u.k
+                FROM unnest($1, $2, $3, $4, $5, $6, $7, $8) AS u (m, t, i, o, s, r, k, oc)
+                WHERE u.oc = 1$q$
+            USING p_meters, p_ts, p_in, p_out, p_sig, v_recv, p_key_seq, outcomes;
             GET DIAGNOSTICS cnt = ROW_COUNT;
             IF cnt <> n_acc THEN
                 RAISE EXCEPTION 'ingest_readings: inserted % of % readings', cnt, n_acc;
@@ -184,7 +189,9 @@ BEGIN
             m := p_meters[i];
             CONTINUE WHEN m <> ALL(rep);
             t := p_ts[i];
-            SELECT key_seq, revoked_at IS NULL INTO v_seq, v_ok FROM meters WHERE id = m;
+            SELECT mt.key_seq, mt.revoked_at IS NULL, mk.added_at INTO v_seq, v_ok, v_added
+            FROM meters mt JOIN meter_keys mk ON mk.meter_id = mt.id AND mk.seq = mt.key_seq
+            WHERE mt.id = m AND mk.meter_id = m;
             IF NOT FOUND THEN
                 outcomes[i] := 6;
                 CONTINUE;
@@ -220,8 +227,7 @@ BEGIN
                 CONTINUE;
             END IF;
             INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at, key_seq)
-            SELECT m, t, p_in[i], p_out[i], p_sig[i], greatest(to_timestamp(p_received[i]::double precision / 1000), mk.added_at), p_key_seq[i]
-            FROM meter_keys mk WHERE mk.meter_id = m AND mk.seq = p_key_seq[i];
+            VALUES (m, t, p_in[i], p_out[i], p_sig[i], greatest(to_timestamp(p_received[i]::double precision / 1000), v_added), p_key_seq[i]);
             outcomes[i] := 1;
         END LOOP;
     END IF;

@@ -1,0 +1,13 @@
+package db
+
+// Exported for the tests of package db_test.
+
+// DistributionPlan returns each distributed table and its distribution
+// column, and the constraints Distribute drops.
+func DistributionPlan() (columns map[string]string, dropped []string) {
+	columns = map[string]string{}
+	for _, d := range distribution {
+		columns[d.table] = d.column
+	}
+	return columns, meterUniques
+}
