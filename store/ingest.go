@@ -14,21 +14,26 @@ var functionOutcomes = [...]Outcome{1: Stored, 2: Duplicate, 3: Conflict, 4: Dec
 
 // ingestPostgres stores rs through ingest_readings: one call, one round
 // trip and one transaction for the batch on one database; on a Citus
-// cluster one call per shard the batch touches, each delegated to the
-// worker that holds the shard, where all of it runs. A call that fails
-// leaves its readings' outcomes 0.
+// cluster one call per shard the batch touches, made at once, each
+// delegated to the worker that holds the shard, where all of it runs. A
+// call that fails leaves its readings' outcomes 0.
 func (s *Store) ingestPostgres(ctx context.Context, rs []Reading) ([]Outcome, error) {
 	groups, err := s.shardGroups(ctx, rs)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Outcome, len(rs))
-	var errs []error
-	for _, g := range groups {
-		if err := s.callIngest(ctx, rs, g, out); err != nil {
-			errs = append(errs, err)
-		}
+	if len(groups) == 1 {
+		return out, s.callIngest(ctx, rs, groups[0], out)
 	}
+	// One call per shard, at once: each runs on its own worker, and fills
+	// its own readings' outcomes.
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { errs[i] = s.callIngest(ctx, rs, g, out) })
+	}
+	wg.Wait()
 	return out, errors.Join(errs...)
 }
 
@@ -100,6 +105,28 @@ func (s *Store) shardGroups(ctx context.Context, rs []Reading) ([][]int, error) 
 		groups[g] = append(groups[g], i)
 	}
 	return groups, nil
+}
+
+// CommitGroup returns the group of meter id whose readings one call of
+// InsertReadings commits together: on a Citus cluster its shard, learnt
+// once; on one database, the meter itself, since one call commits any
+// batch. It lets the committer batch a shard's readings together.
+func (s *Store) CommitGroup(ctx context.Context, id int64) (int64, error) {
+	if !s.postgres {
+		return id, nil
+	}
+	cluster, err := s.isCluster(ctx)
+	if err != nil || !cluster {
+		return id, err
+	}
+	if sh, ok := s.shards.Load(id); ok {
+		return sh.(int64), nil
+	}
+	if err := s.learnShards(ctx, []Reading{{MeterID: id}}); err != nil {
+		return 0, err
+	}
+	sh, _ := s.shards.Load(id)
+	return sh.(int64), nil
 }
 
 // learnShards asks the cluster for the shard of every meter of rs it has

@@ -16,6 +16,15 @@ type ReadingStore interface {
 	InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error)
 }
 
+// A Grouper is a ReadingStore that commits the readings of some meters
+// together more cheaply than others: on a Citus cluster, the meters of one
+// shard, whose readings one call commits on the one worker that holds
+// them. CommitGroup names a meter's group; the committer gives each group
+// to one worker, so that each batch is one call.
+type Grouper interface {
+	CommitGroup(ctx context.Context, meterID int64) (int64, error)
+}
+
 // errClosed is returned by committer.submit once the service is closing.
 var errClosed = errors.New("server is shutting down")
 
@@ -41,14 +50,16 @@ type commitResult struct {
 // batchMax readings, and commits them as one statement. Every reading is
 // answered with its own outcome only after its batch has committed.
 //
-// Each worker owns the meters whose id is its index modulo the number of
-// workers, and a request's readings are split among the workers by meter.
+// Each worker owns the meters whose id (or commit group, when the store is
+// a Grouper) is its index modulo the number of workers, and a request's
+// readings are split among the workers by meter.
 // The store locks a batch's meters for the length of its transaction (to
 // keep registers cumulative), so two workers sharing meters would wait on
 // each other; owning disjoint meters, they never do. The readings of one
 // meter still go to one worker, in the request's order.
 type committer struct {
 	store     ReadingStore
+	grouper   Grouper         // nil: by meter id
 	shards    []chan *pending // one queue per worker
 	quit      chan struct{}
 	closeOnce sync.Once
@@ -71,6 +82,7 @@ func newCommitter(st ReadingStore, workers, batchMax int, batchWait, timeout tim
 		metrics:   m,
 		logger:    logger,
 	}
+	c.grouper, _ = st.(Grouper)
 	c.wg.Add(workers)
 	for i := range c.shards {
 		c.shards[i] = make(chan *pending, 4*batchMax)
@@ -89,10 +101,10 @@ func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitRes
 	limit := time.NewTimer(c.timeout + time.Second)
 	defer limit.Stop()
 	n := int64(len(c.shards))
-	first := c.shardOf(rs[0].MeterID)
+	first := c.shardOf(ctx, rs[0].MeterID)
 	split := false
 	for _, r := range rs[1:] {
-		if c.shardOf(r.MeterID) != first {
+		if c.shardOf(ctx, r.MeterID) != first {
 			split = true
 			break
 		}
@@ -108,7 +120,7 @@ func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitRes
 	// put the results back in the request's order.
 	idx := make([][]int, n)
 	for i, r := range rs {
-		sh := c.shardOf(r.MeterID)
+		sh := c.shardOf(ctx, r.MeterID)
 		idx[sh] = append(idx[sh], i)
 	}
 	parts := make([]*pending, n)
@@ -141,9 +153,17 @@ func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitRes
 	return out, nil
 }
 
-// shardOf returns the index of the worker that owns meter id.
-func (c *committer) shardOf(id int64) int {
-	return int(uint64(id) % uint64(len(c.shards)))
+// shardOf returns the index of the worker that owns meter id. A group the
+// store cannot name (it does not answer) falls back to the meter's id:
+// the commit will tell.
+func (c *committer) shardOf(ctx context.Context, id int64) int {
+	key := id
+	if c.grouper != nil {
+		if g, err := c.grouper.CommitGroup(ctx, id); err == nil {
+			key = g
+		}
+	}
+	return int(uint64(key) % uint64(len(c.shards)))
 }
 
 // enqueue queues p on worker sh.
