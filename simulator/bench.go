@@ -42,6 +42,7 @@ type BenchResult struct {
 	P50, P99       time.Duration // request latency
 	VerifyOneCore  float64       // signatures this machine verifies per second on one core
 	VerifyAllCores float64       // the same on all cores
+	ServerCPU      float64       // seconds of CPU the server process used while driven
 }
 
 // ReadingsPerSecond is the rate of readings stored.
@@ -60,10 +61,31 @@ func (r BenchResult) Ratio() float64 {
 	return r.ReadingsPerSecond() / r.VerifyAllCores
 }
 
+// ServerCPUPerReading is the server's CPU time per stored reading, in
+// microseconds.
+func (r BenchResult) ServerCPUPerReading() float64 {
+	if r.Stored <= 0 {
+		return 0
+	}
+	return r.ServerCPU * 1e6 / float64(r.Stored)
+}
+
+// Efficiency is the cost of verifying one reading's signature on one core
+// over the server's CPU per stored reading: 1 would be a server that does
+// nothing but verify. Unlike the ratio, it does not depend on how the
+// machine's cores were shared between the server and the load.
+func (r BenchResult) Efficiency() float64 {
+	perReading := r.ServerCPUPerReading()
+	if r.VerifyOneCore <= 0 || perReading <= 0 {
+		return 0
+	}
+	return 1e6 / r.VerifyOneCore / perReading
+}
+
 // Line is the result as one machine-readable line.
 func (r BenchResult) Line() string {
-	return fmt.Sprintf("readings_per_s=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d verify_ceiling_per_s=%.0f ratio=%.2f",
-		r.ReadingsPerSecond(), ms(r.P50), ms(r.P99), r.Errors, r.VerifyAllCores, r.Ratio())
+	return fmt.Sprintf("readings_per_s=%.0f p50_ms=%.2f p99_ms=%.2f errors=%d verify_ceiling_per_s=%.0f ratio=%.2f server_cpu_us_per_reading=%.0f efficiency=%.2f",
+		r.ReadingsPerSecond(), ms(r.P50), ms(r.P99), r.Errors, r.VerifyAllCores, r.Ratio(), r.ServerCPUPerReading(), r.Efficiency())
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -76,8 +98,9 @@ const presignRate = 40_000
 // Bench registers Meters fresh meters, signs their readings before the
 // clock starts (so that client signing is not what is measured), drives
 // the server as fast as Concurrency requests in flight allow until
-// Duration passes or the readings run out, then measures this machine's
-// signature verification ceiling for the key type.
+// Duration passes or the readings run out, reading the server's CPU time
+// from the admin listener's /metrics before and after, then measures this
+// machine's signature verification ceiling for the key type.
 func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if cfg.KeyType == "" {
 		cfg.KeyType = crypto.Ed25519
@@ -117,9 +140,18 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	fmt.Fprintf(progress, "signed %d readings in %d requests in %s\n", total, len(bodies), time.Since(start).Round(time.Millisecond))
 
+	cpu0, err := serverCPU(ctx, sim.client.http, cfg.AdminURL)
+	if err != nil {
+		return BenchResult{}, err
+	}
 	res := drive(ctx, sim.client.http, cfg, bodies, total)
 	fmt.Fprintf(progress, "sent %d readings in %s: %d stored, %d duplicates, %d errors\n",
 		res.Readings, res.Elapsed.Round(time.Millisecond), res.Stored, res.Duplicates, res.Errors)
+	cpu1, err := serverCPU(ctx, sim.client.http, cfg.AdminURL)
+	if err != nil {
+		return BenchResult{}, err
+	}
+	res.ServerCPU = cpu1 - cpu0
 
 	res.VerifyOneCore, res.VerifyAllCores, err = VerifyCeiling(ids[0].Key, time.Second)
 	if err != nil {

@@ -4,8 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"smartmeters/simulator"
 )
 
 // sink answers every report 201 without looking at it, so that a
@@ -44,4 +47,47 @@ func BenchmarkRun(b *testing.B) {
 			b.ReportMetric(sum.LatencyMS.P99, "p99-ms")
 		})
 	}
+}
+
+// TestBench runs a short bench against the real server and checks what
+// it counts and the figures of its last line, the server's CPU included.
+func TestBench(t *testing.T) {
+	ts := newTestServer(t, nil, nil)
+	res, err := simulator.Bench(context.Background(), simulator.BenchConfig{
+		PublicURL: ts.public, AdminURL: ts.admin, Meters: 20, Batch: 5, Total: 400, Concurrency: 8,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stored != 400 || res.Errors != 0 || res.Readings != 400 {
+		t.Fatalf("stored %d of %d readings, %d errors; want all 400 stored", res.Stored, res.Readings, res.Errors)
+	}
+	if res.ServerCPU <= 0 || res.VerifyOneCore <= 0 || res.Efficiency() <= 0 {
+		t.Fatalf("server CPU %v s, verify %v/s, efficiency %v: want all positive", res.ServerCPU, res.VerifyOneCore, res.Efficiency())
+	}
+	line := res.Line()
+	for _, field := range []string{"readings_per_s=", "ratio=", "server_cpu_us_per_reading=", "efficiency="} {
+		if !strings.Contains(line, field) {
+			t.Errorf("last line %q lacks %s", line, field)
+		}
+	}
+
+	t.Run("ErrNoMetrics", func(t *testing.T) {
+		noMetrics := func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/metrics" {
+					http.NotFound(w, r)
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+		}
+		ts := newTestServer(t, nil, noMetrics)
+		_, err := simulator.Bench(context.Background(), simulator.BenchConfig{
+			PublicURL: ts.public, AdminURL: ts.admin, Meters: 2, Batch: 1, Total: 4, Concurrency: 1,
+		})
+		if err == nil || !strings.Contains(err.Error(), "/metrics") {
+			t.Fatalf("bench against a server without /metrics: %v, want an error naming /metrics", err)
+		}
+	})
 }

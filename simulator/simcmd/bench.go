@@ -18,8 +18,10 @@ func Bench() *cli.Command {
 		Description: "Registers --meters fresh meters, signs their readings before the clock starts,\n" +
 			"drives the server at its maximum for --duration (or --total readings), then\n" +
 			"measures this machine's signature verification ceiling for the key type.\n" +
-			"The last line is machine-readable:\n" +
-			"readings_per_s=N p50_ms=N p99_ms=N errors=N verify_ceiling_per_s=N ratio=N",
+			"The server's CPU time comes from --admin's /metrics (process_cpu_seconds_total).\n" +
+			"efficiency is the cost of one signature verification on one core over the\n" +
+			"server's CPU per stored reading. The last line is machine-readable:\n" +
+			"readings_per_s=N p50_ms=N p99_ms=N errors=N verify_ceiling_per_s=N ratio=N server_cpu_us_per_reading=N efficiency=N",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Value: "http://localhost:8080", Usage: "public base URL", EnvVars: env("SERVER")},
 			&cli.StringFlag{Name: "admin", Value: "http://127.0.0.1:8081", Usage: "admin base URL", EnvVars: env("ADMIN")},
@@ -67,6 +69,8 @@ func Bench() *cli.Command {
 				int64(res.ReadingsPerSecond()), res.Stored, res.Duplicates, res.Errors, res.Requests, res.Elapsed.Round(time.Millisecond))
 			fmt.Fprintf(w, "latency p50 %.2f ms, p99 %.2f ms\n", float64(res.P50)/1e6, float64(res.P99)/1e6)
 			fmt.Fprintf(w, "verify ceiling %s: %.0f/s on one core, %.0f/s on all cores\n", kt, res.VerifyOneCore, res.VerifyAllCores)
+			fmt.Fprintf(w, "server CPU %.0f µs per stored reading; verification alone would be %.0f µs (efficiency %.2f)\n",
+				res.ServerCPUPerReading(), 1e6/res.VerifyOneCore, res.Efficiency())
 			fmt.Fprintln(w, res.Line())
 			return nil
 		},
