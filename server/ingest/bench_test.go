@@ -14,7 +14,7 @@ import (
 )
 
 // BenchmarkDecodeVerify measures the CPU work of one report before storage:
-// strict JSON decoding, key and signature decoding, the fingerprint, and
+// JSON decoding, key and signature decoding, the fingerprint, and
 // signature verification, per algorithm.
 func BenchmarkDecodeVerify(b *testing.B) {
 	for _, kt := range crypto.KeyTypes {
@@ -39,8 +39,8 @@ func BenchmarkDecodeVerify(b *testing.B) {
 			pub := k.Public()
 			b.ReportAllocs()
 			for b.Loop() {
-				var req api.ReportRequest
-				if err := UnmarshalStrict(body, &req); err != nil {
+				req, err := decodeRequest(body)
+				if err != nil {
 					b.Fatal(err)
 				}
 				sr, err := decodeReport(&req)
@@ -94,5 +94,55 @@ func BenchmarkKeyCacheLookup(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// BenchmarkDecodeReport measures decoding one report's JSON, key and
+// signature (everything before verification), for the body a client
+// builds with api.AppendReport and for a batch of 100 such bodies.
+func BenchmarkDecodeReport(b *testing.B) {
+	k, err := crypto.GenerateKey(crypto.Ed25519, rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := crypto.Reading{WhIn: 1234567, WhOut: 8910, Timestamp: 1764141243123}
+	sig, err := k.Sign(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := api.AppendReport(nil, k.Public().Base64(), sig, r)
+	b.Run("single", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			req, err := decodeRequest(body)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := decodeReport(&req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	batch := []byte{'['}
+	for i := range 100 {
+		if i > 0 {
+			batch = append(batch, ',')
+		}
+		batch = append(batch, body...)
+	}
+	batch = append(batch, ']')
+	b.Run("batch=100", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			reqs, err := decodeRequests(batch)
+			if err != nil || len(reqs) != 100 {
+				b.Fatal(err)
+			}
+			for i := range reqs {
+				if _, err := decodeReport(&reqs[i]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
 	})
 }

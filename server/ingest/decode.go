@@ -61,6 +61,30 @@ func jsonTypeName(goType string) string {
 	return "a JSON " + strings.TrimPrefix(goType, "*")
 }
 
+// decodeRequest decodes the body of POST /reportReading: the plain shape
+// every client sends without reflection (api.ParseReport), anything else
+// with encoding/json, which gives the precise error. FuzzParseReport holds
+// the two to the same answers.
+func decodeRequest(body []byte) (api.ReportRequest, error) {
+	if req, ok := api.ParseReport(body); ok {
+		return req, nil
+	}
+	var req api.ReportRequest
+	err := UnmarshalStrict(body, &req)
+	return req, err
+}
+
+// decodeRequests decodes the body of POST /reportReadings, as
+// decodeRequest does.
+func decodeRequests(body []byte) ([]api.ReportRequest, error) {
+	if reqs, ok := api.ParseReports(body); ok {
+		return reqs, nil
+	}
+	var reqs []api.ReportRequest
+	err := UnmarshalStrict(body, &reqs)
+	return reqs, err
+}
+
 // signedReading is a report that passed decoding: what verification needs.
 type signedReading struct {
 	fp        crypto.Fingerprint

@@ -132,8 +132,8 @@ type Result struct {
 // and returns its outcome. Every refusal is a Result with a Problem, and
 // is counted.
 func (s *Service) Report(ctx context.Context, body []byte) Result {
-	var req api.ReportRequest
-	if err := UnmarshalStrict(body, &req); err != nil {
+	req, err := decodeRequest(body)
+	if err != nil {
 		return s.refused(err, 0)
 	}
 	s.metrics.received.Inc()
@@ -155,8 +155,8 @@ func (s *Service) Report(ctx context.Context, body []byte) Result {
 // refused as a whole with a *api.Problem. Verification is spread over the
 // cores and the valid readings go to the group commit together.
 func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error) {
-	var reqs []api.ReportRequest
-	if err := UnmarshalStrict(body, &reqs); err != nil {
+	reqs, err := decodeRequests(body)
+	if err != nil {
 		return nil, s.Refuse(err)
 	}
 	if len(reqs) == 0 {
