@@ -46,6 +46,12 @@ type Config struct {
 	// a request is answered 503 at once. 0 means no cap.
 	MaxConcurrentRequests int
 
+	// RequestLogEvery samples the request log: every request answered 5xx
+	// is logged, and one in RequestLogEvery of the others (1: every
+	// request; 0: none of them). Every request is counted and timed in
+	// smartmeters_http_request_seconds either way.
+	RequestLogEvery int
+
 	// TLSCert and TLSKey name PEM files; set, both listeners serve TLS.
 	// AdminClientCA names a PEM file of CAs; set, the admin listener
 	// demands a client certificate one of them signed.
@@ -110,6 +116,7 @@ func DefaultConfig() Config {
 		WriteTimeout:          30 * time.Second,
 		IdleTimeout:           2 * time.Minute,
 		MaxConcurrentRequests: 1024,
+		RequestLogEvery:       100,
 		SchemaCheckTTL:        5 * time.Second,
 		Ingest:                ingest.DefaultConfig(),
 		PartitionsAhead:       62 * 24 * time.Hour,

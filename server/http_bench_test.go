@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +85,28 @@ func BenchmarkReportReadingHTTP(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+		})
+	}
+}
+
+// BenchmarkRequestLog measures what the request log and the latency
+// histogram cost a request, through the public handler without a network:
+// GET /healthz logged every time, sampled one in 100, and not logged.
+func BenchmarkRequestLog(b *testing.B) {
+	st := store.New(dbtest.SQLite(b).OpenMigrated(b))
+	for _, every := range []int{1, 100, 0} {
+		b.Run("Every"+strconv.Itoa(every), func(b *testing.B) {
+			srv := newServer(b, testConfig(func(c *server.Config) { c.RequestLogEvery = every }), st)
+			h := srv.PublicHandler()
+			req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("/healthz: %d", rec.Code)
+				}
+			}
 		})
 	}
 }

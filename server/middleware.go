@@ -3,7 +3,6 @@ package server
 import (
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -72,8 +71,10 @@ func (s *Server) acquireSlot() (done func(), err error) {
 	}
 }
 
-// logRequests logs one line per request, never bodies or keys, and
-// observes its latency.
+// logRequests times every request in smartmeters_http_request_seconds and
+// logs it, never its body or keys: every request answered 5xx, and one in
+// RequestLogEvery of the others (the line says so), so that a busy ingest
+// listener does not spend its CPU on its log.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -82,12 +83,14 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, res := c.Request(), c.Response()
+		latency := time.Since(start)
+		s.metrics.observeRequest(c.Path(), res.Status, latency)
 		level := slog.LevelInfo
 		if res.Status >= 500 {
 			level = slog.LevelError
+		} else if every := s.cfg.RequestLogEvery; every <= 0 || s.requests.Add(1)%uint64(every) != 0 {
+			return nil
 		}
-		latency := time.Since(start)
-		s.metrics.httpSeconds.WithLabelValues(c.Path(), strconv.Itoa(res.Status)).Observe(latency.Seconds())
 		s.logger.LogAttrs(req.Context(), level, "request",
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
@@ -95,6 +98,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			slog.Int64("bytes", res.Size),
 			slog.Duration("latency", latency),
 			slog.String("remote", req.RemoteAddr),
+			slog.Int("sampled", max(s.cfg.RequestLogEvery, 1)),
 		)
 		return nil
 	}

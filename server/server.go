@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -66,6 +67,7 @@ type Server struct {
 	budget    *memoryBudget
 	perAddr   *ratelimit.Buckets[netip.Addr]
 	slots     chan struct{} // one per public request in progress; nil means no cap
+	requests  atomic.Uint64 // requests answered below 500, for the request log's sampling
 }
 
 // New returns a Server over stores. cfg must be complete: start from

@@ -34,6 +34,7 @@ func flags() []cli.Flag {
 		&cli.DurationFlag{Name: "max-clock-skew", Value: def.Ingest.MaxClockSkew, Usage: "how far ahead of the server clock a reading's timestamp may be", EnvVars: env("MAX_CLOCK_SKEW")},
 		&cli.BoolFlag{Name: "migrate", Usage: "apply pending migrations on start", DefaultText: "on for the embedded store, off for PostgreSQL", EnvVars: env("MIGRATE")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: env("LOG_FORMAT")},
+		&cli.IntFlag{Name: "request-log-every", Value: def.RequestLogEvery, Usage: "log every request answered 5xx and one in N of the others (1: every request; 0: only 5xx); all are counted in smartmeters_http_request_seconds", EnvVars: env("REQUEST_LOG_EVERY")},
 		&cli.IntFlag{Name: "batch-max", Value: def.Ingest.BatchMax, Usage: "group commit: most readings written in one statement (1 writes each reading on its own)", EnvVars: env("BATCH_MAX")},
 		&cli.DurationFlag{Name: "batch-wait", Value: def.Ingest.BatchWait, Usage: "group commit: longest wait for a batch to fill (0 commits what is queued at once)", EnvVars: env("BATCH_WAIT")},
 		&cli.IntFlag{Name: "key-cache-size", Value: def.Ingest.KeyCacheSize, Usage: "registered keys kept parsed in memory (about 1 KB each for RSA-2048)", EnvVars: env("KEY_CACHE_SIZE")},
@@ -96,7 +97,7 @@ func config(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %g: must be 0 (no limit) or more", name, v)
 		}
 	}
-	for _, name := range []string{"rate-per-key-burst", "rate-per-address-burst", "max-concurrent-requests"} {
+	for _, name := range []string{"rate-per-key-burst", "rate-per-address-burst", "max-concurrent-requests", "request-log-every"} {
 		if c.Int(name) < 0 {
 			return cfg, fmt.Errorf("--%s %d: must not be negative", name, c.Int(name))
 		}
@@ -130,6 +131,7 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.WriteTimeout, cfg.IdleTimeout = c.Duration("write-timeout"), c.Duration("idle-timeout")
 	cfg.RatePerAddress, cfg.RateBurstPerAddress = c.Float64("rate-per-address"), c.Int("rate-per-address-burst")
 	cfg.MaxConcurrentRequests = c.Int("max-concurrent-requests")
+	cfg.RequestLogEvery = c.Int("request-log-every")
 	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
 	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
 	if path := c.String("export-key"); path != "" {
