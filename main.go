@@ -43,6 +43,20 @@ func main() {
 // 1 for a failure, 2 for a malformed command line. A failure is reported
 // as one line on stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := newApp(stdout, stderr).RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "smartmeters: %v\n", err)
+	var exit cli.ExitCoder
+	if errors.As(err, &exit) && exit.ExitCode() != 0 {
+		return exit.ExitCode()
+	}
+	return 1
+}
+
+// newApp returns the command line, writing to stdout and stderr.
+func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "smartmeters",
 		Usage:                "collect signed smart-meter readings; simulate a swarm of meters",
@@ -70,16 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, cmd := range app.Commands {
 		setUsageError(cmd, app.OnUsageError)
 	}
-	err := app.RunContext(ctx, args)
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintf(stderr, "smartmeters: %v\n", err)
-	var exit cli.ExitCoder
-	if errors.As(err, &exit) && exit.ExitCode() != 0 {
-		return exit.ExitCode()
-	}
-	return 1
+	return app
 }
 
 // setUsageError makes a command and its subcommands report a malformed

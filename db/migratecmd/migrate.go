@@ -39,7 +39,7 @@ func Command() *cli.Command {
 			{
 				Name:   "up",
 				Usage:  "apply every pending migration; on a Citus coordinator, distribute the schema",
-				Flags:  []cli.Flag{shardCountFlag()},
+				Flags:  []cli.Flag{subDatabaseURLFlag(), shardCountFlag()},
 				Action: withMigrator(up),
 			},
 			{
@@ -48,12 +48,12 @@ func Command() *cli.Command {
 				Description: "What `migrate up` does on a Citus coordinator, alone: for a database restored\n" +
 					"from a single PostgreSQL onto a coordinator, whose rows it moves into shards.\n" +
 					"It does nothing to a schema that is distributed already.",
-				Flags:  []cli.Flag{shardCountFlag()},
+				Flags:  []cli.Flag{subDatabaseURLFlag(), shardCountFlag()},
 				Action: withMigrator(distribute),
 			},
-			{Name: "down", Usage: "roll back the most recent migration", Action: withMigrator(down)},
-			{Name: "status", Usage: "list every migration and whether it is applied", Action: withMigrator(status)},
-			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Action: withMigrator(version)},
+			{Name: "down", Usage: "roll back the most recent migration", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(down)},
+			{Name: "status", Usage: "list every migration and whether it is applied", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(status)},
+			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(version)},
 		},
 	}
 }
@@ -64,7 +64,7 @@ func withMigrator(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) 
 		if c.Args().Present() {
 			return cli.Exit(fmt.Sprintf("unexpected argument %q (see --help)", c.Args().First()), 2)
 		}
-		conn, err := db.Open(c.Context, c.String("database-url"))
+		conn, err := db.Open(c.Context, databaseURL(c))
 		if err != nil {
 			return err
 		}
@@ -75,6 +75,30 @@ func withMigrator(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) 
 		}
 		return action(c, p, conn)
 	}
+}
+
+// subDatabaseURLFlag is --database-url as a subcommand of migrate declares
+// it, so that it may also follow the subcommand's name (`migrate up
+// --database-url URL`). It has no default and no variable: those are
+// migrate's own flag's, which databaseURL falls back to.
+func subDatabaseURLFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name:  "database-url",
+		Usage: "store to use, as migrate's --database-url (which it overrides); default: $SMARTMETERS_DATABASE_URL or sqlite:smartmeters.db",
+	}
+}
+
+// databaseURL is the --database-url nearest the end of the command line:
+// after the subcommand, else before it (`migrate --database-url URL up`),
+// else migrate's variable or default. urfave/cli reads a flag that both a
+// command and its subcommand declare from the subcommand alone.
+func databaseURL(c *cli.Context) string {
+	for _, ctx := range c.Lineage() {
+		if ctx.String("database-url") != "" {
+			return ctx.String("database-url")
+		}
+	}
+	return ""
 }
 
 // shardCountFlag is the shard count of the meters' tables on Citus.
