@@ -1,10 +1,14 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -225,5 +229,89 @@ func TestPartialCommit(t *testing.T) {
 	}
 	if n := countReadings(t, d); n != int64(len(batch)) {
 		t.Fatalf("stored %d readings, want %d", n, len(batch))
+	}
+}
+
+// heldCommits is a store whose commits wait, once entered is closed, until
+// release is closed.
+type heldCommits struct {
+	*store.Store
+	entered, release chan struct{}
+}
+
+func (h *heldCommits) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+	close(h.entered)
+	<-h.release
+	return h.Store.InsertReadings(ctx, rs)
+}
+
+// TestClientGoneAfterQueued sends a reading and hangs up while its commit
+// is in progress: the reading is stored, and counted and logged as stored,
+// not as refused or as a store failure.
+func TestClientGoneAfterQueued(t *testing.T) {
+	d := dbtest.SQLite(t).OpenMigrated(t)
+	st := store.New(d)
+	k := newKey(t, "ed25519")
+	m := store.Meter{Username: "m", PublicKey: k.Public().DER(), Fingerprint: k.Public().Fingerprint(), Algorithm: k.Public().Algorithm(), RegisteredAt: now}
+	if err := st.CreateMeter(t.Context(), &m); err != nil {
+		t.Fatal(err)
+	}
+	held := &heldCommits{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	stores := server.StoresOf(st)
+	stores.Readings = held
+	var log syncBuffer
+	srv, err := server.New(testConfig(nil), stores, slog.New(slog.NewTextHandler(&log, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	requests := make(chan context.Context, 1)
+	handled := make(chan struct{})
+	pub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests <- r.Context()
+		srv.PublicHandler().ServeHTTP(w, r)
+		close(handled)
+	}))
+	t.Cleanup(pub.Close)
+	adm := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(adm.Close)
+
+	body, err := json.Marshal(signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, hangUp := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, pub.URL+"/reportReading", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	sent := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		sent <- err
+	}()
+	serverSide := <-requests
+	<-held.entered
+	hangUp()
+	<-serverSide.Done() // the server has seen the client go
+	close(held.release)
+	if err := <-sent; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the client's request ended with %v, want it cancelled", err)
+	}
+	<-handled
+
+	if n := countReadings(t, d); n != 1 {
+		t.Fatalf("%d readings stored, want 1", n)
+	}
+	r := do(t, mustRequest(t, http.MethodGet, adm.URL+"/metrics"))
+	if !strings.Contains(r.rawBody, "smartmeters_readings_stored_total 1\n") {
+		t.Errorf("the reading is not counted as stored:\n%s", grepLines(r.rawBody, "smartmeters_readings_"))
+	}
+	if strings.Contains(r.rawBody, `smartmeters_readings_rejected_total{reason="unavailable"} 1`) {
+		t.Errorf("the reading is counted as rejected:\n%s", grepLines(r.rawBody, "smartmeters_readings_"))
+	}
+	if logged := log.String(); strings.Contains(logged, "level=ERROR") {
+		t.Errorf("the log has an error:\n%s", logged)
 	}
 }

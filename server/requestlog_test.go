@@ -28,6 +28,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // lines returns the log lines with msg=request, and how many say status=code.
 func (b *syncBuffer) lines(code string) (all, withCode int) {
 	b.mu.Lock()

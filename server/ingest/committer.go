@@ -92,11 +92,13 @@ func newCommitter(st ReadingStore, workers, batchMax int, batchWait, timeout tim
 }
 
 // submit queues rs for commit and waits for their results, in order. It
-// returns early with ctx's error if ctx ends first, and with
-// errCommitTimeout if the results take longer than the commit timeout and
-// a second (a store that neither answers nor fails); readings already
-// queued may still be committed, which a client's resend will learn as a
-// duplicate.
+// returns early with ctx's error if ctx ends before every reading is
+// queued, and with errCommitTimeout if the results take longer than the
+// commit timeout and a second (a store that neither answers nor fails);
+// readings already queued may still be committed, which a client's resend
+// will learn as a duplicate. Once queued, readings are waited for whatever
+// ctx does: a client that goes away does not make a stored reading look
+// refused.
 func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitResult, error) {
 	limit := time.NewTimer(c.timeout + time.Second)
 	defer limit.Stop()
@@ -114,7 +116,7 @@ func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitRes
 		if err := c.enqueue(ctx, limit, first, p); err != nil {
 			return nil, err
 		}
-		return c.await(ctx, limit, p)
+		return c.await(limit, p)
 	}
 	// Split by owning worker, keeping each meter's readings in order, and
 	// put the results back in the request's order.
@@ -142,7 +144,7 @@ func (c *committer) submit(ctx context.Context, rs []store.Reading) ([]commitRes
 		if p == nil {
 			continue
 		}
-		res, err := c.await(ctx, limit, p)
+		res, err := c.await(limit, p)
 		if err != nil {
 			return nil, err
 		}
@@ -180,13 +182,11 @@ func (c *committer) enqueue(ctx context.Context, limit *time.Timer, sh int, p *p
 	}
 }
 
-// await waits for p's results.
-func (c *committer) await(ctx context.Context, limit *time.Timer, p *pending) ([]commitResult, error) {
+// await waits for p's results, which the commit timeout bounds.
+func (c *committer) await(limit *time.Timer, p *pending) ([]commitResult, error) {
 	select {
 	case out := <-p.done:
 		return out, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	case <-limit.C:
 		return nil, errCommitTimeout
 	}

@@ -389,7 +389,13 @@ func (s *Service) storeFailure(err error) error {
 	if errors.As(err, &p) {
 		return err
 	}
-	s.logger.Error("store failure", "err", err)
+	if errors.Is(err, context.Canceled) {
+		// The client went away before its reading was queued: nothing
+		// failed, and nothing was stored.
+		s.logger.Debug("client gone before commit", "err", err)
+	} else {
+		s.logger.Error("store failure", "err", err)
+	}
 	if errors.Is(err, errClosed) {
 		return api.Errorf(api.Unavailable, "the server is shutting down; retry")
 	}
