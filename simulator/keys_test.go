@@ -196,3 +196,29 @@ func TestRunKeysFileUnregistered(t *testing.T) {
 		t.Errorf("Err = %v", err)
 	}
 }
+
+// TestRunKeysFileResumes stops a run of a saved fleet and starts another
+// with a different seed, hence other starting registers: each meter
+// continues from its last stored reading, so nothing is refused and every
+// meter's registers keep rising.
+func TestRunKeysFileResumes(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t, nil, nil)
+	cfg := ts.config(8, 3)
+	cfg.KeysFile = filepath.Join(t.TempDir(), "fleet.pem")
+	if first := runSim(t, context.Background(), cfg); first.Registered != 8 || first.Err() != nil {
+		t.Fatalf("first run: registered %d, %v", first.Registered, first.Err())
+	}
+	for seed := int64(2); seed <= 3; seed++ {
+		cfg.Seed = seed
+		sum := runSim(t, context.Background(), cfg)
+		if sum.Registered != 0 || sum.Accepted != 24 || sum.Err() != nil {
+			t.Errorf("run with seed %d: registered %d, accepted %d of 24, rejected %v, %v",
+				seed, sum.Registered, sum.Accepted, sum.RejectedByReason, sum.Err())
+		}
+	}
+	if n := count(t, ts.db, `SELECT count(*) FROM readings`); n != 3*24 {
+		t.Errorf("store holds %d readings, want %d", n, 3*24)
+	}
+	checkRegisters(t, ts.db)
+}

@@ -83,11 +83,20 @@ func (s *Simulator) Run(ctx context.Context) (*Summary, error) {
 		}
 		s.roguePub = s.rogue.Public().Base64()
 	}
+	var last map[string]crypto.Reading
+	if registered == 0 { // a fleet of a keys file may have reported before
+		if last, err = s.lastReadings(ctx, ids); err != nil {
+			return nil, err
+		}
+	}
 	start := s.cfg.Now()
 	setup := start.Sub(setupStart)
 	meters := make([]*meter, len(ids))
 	for i, id := range ids {
 		meters[i] = newMeter(id, i, s.cfg.Seed, start.UnixMilli())
+		if r, ok := last[id.Username]; ok {
+			meters[i].resumeFrom(r)
+		}
 	}
 
 	status.startReporting()
