@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -144,4 +149,132 @@ func parseOnly(args []string) (string, error) {
 	stub(app.Commands)
 	err := app.Run(args)
 	return ran, err
+}
+
+// TestDocExamples runs the shell examples of docs/reporting.md and
+// docs/key-lifecycle.md as written, in order, in one shell, against a fresh
+// `smartmeters demo` (the docs' listener addresses replaced by the demo's),
+// with the smartmeters binary on PATH: every command must succeed. The
+// output the docs show for `verify` must be what it prints, up to the
+// values that differ from run to run.
+func TestDocExamples(t *testing.T) {
+	for _, tool := range []string{"bash", "curl", "jq", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("the examples need %s: %v", tool, err)
+		}
+	}
+	bin := buildBinary(t)
+	public, admin := startDemo(t, bin)
+
+	var script []string
+	var verifyOutput string
+	for _, file := range []string{"docs/reporting.md", "docs/key-lifecycle.md"} {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := fenceWithLang.FindAllStringSubmatch(string(text), -1)
+		for i, b := range blocks {
+			lang, body := b[1], b[2]
+			if lang != "sh" || strings.Contains(body, "curl -N") || strings.Contains(body, "go test") {
+				continue // not a shell example, or one that runs until stopped
+			}
+			script = append(script, body)
+			if strings.Contains(body, "smartmeters verify") && i+1 < len(blocks) && blocks[i+1][1] == "" {
+				verifyOutput = blocks[i+1][2]
+			}
+		}
+	}
+	if verifyOutput == "" {
+		t.Fatal("docs/reporting.md shows no output of smartmeters verify")
+	}
+	replacer := strings.NewReplacer("http://127.0.0.1:8081", admin, "http://localhost:8080", public)
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", replacer.Replace(strings.Join(script, "\n")))
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the examples failed: %v\nstdout:\n%s\nstderr:\n%s", err, &stdout, &stderr)
+	}
+	var got []string
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if strings.HasPrefix(line, "meter-1.csv: ") {
+			got = append(got, line)
+		}
+	}
+	if want, have := runValues(verifyOutput), runValues(strings.Join(got, "\n")+"\n"); want != have {
+		t.Errorf("smartmeters verify printed\n%s\nwhich docs/reporting.md should show; it shows\n%s", strings.Join(got, "\n"), verifyOutput)
+	}
+}
+
+var (
+	fenceWithLang = regexp.MustCompile("(?ms)^ *```([a-z]*)\n(.*?)^ *```")
+	runValue      = regexp.MustCompile(`[0-9a-f]{64}|meter-[0-9a-z]{10}|\d+`)
+)
+
+// runValues replaces the values of text that differ from run to run
+// (numbers, usernames, fingerprints) with #.
+func runValues(text string) string {
+	return runValue.ReplaceAllString(text, "#")
+}
+
+// buildBinary builds smartmeters into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "smartmeters")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startDemo starts `smartmeters demo --keep` with a few meters, waits until
+// its simulation is over, and returns its listeners' base URLs. It is
+// interrupted when the test ends.
+func startDemo(t *testing.T, bin string) (public, admin string) {
+	t.Helper()
+	cmd := exec.Command(bin, "demo", "--meters", "3", "--readings", "3", "--interval", "100ms", "--key-type", "ed25519", "--keep")
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	addresses := regexp.MustCompile(`^api +public (\S+), admin (\S+)$`)
+	ready := make(chan error, 1)
+	go func() {
+		var printed []string
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			printed = append(printed, line)
+			if m := addresses.FindStringSubmatch(line); m != nil {
+				public, admin = m[1], m[2]
+			}
+			if strings.HasPrefix(line, "serving ") {
+				ready <- nil
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		ready <- fmt.Errorf("demo ended before serving:\n%s", strings.Join(printed, "\n"))
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("%v\nstderr: %s", err, &stderr)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("demo not serving after 2 minutes")
+	}
+	return public, admin
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"smartmeters/crypto"
 )
 
 // clearLine returns a terminal's cursor to the start of the line and
@@ -22,6 +24,7 @@ type statusLine struct {
 	now       func() time.Time
 	st        *stats
 	meters    int64
+	keyType   crypto.KeyType
 	total     int64 // readings the run will send; 0 if unbounded
 	tamper    bool  // whether to show the forged readings
 	reporting atomic.Bool
@@ -39,7 +42,7 @@ type statusLine struct {
 func startStatus(cfg Config, st *stats) *statusLine {
 	p := &statusLine{
 		w: cfg.Status, tty: cfg.StatusTTY, every: cfg.StatusEvery, now: cfg.Now, st: st,
-		meters: int64(cfg.Meters), total: int64(cfg.Meters) * int64(cfg.Readings), tamper: cfg.Tamper > 0,
+		meters: int64(cfg.Meters), keyType: cfg.KeyType, total: int64(cfg.Meters) * int64(cfg.Readings), tamper: cfg.Tamper > 0,
 		stopc: make(chan struct{}), donec: make(chan struct{}),
 	}
 	p.start = p.now()
@@ -92,7 +95,8 @@ func (p *statusLine) line() string {
 	elapsed := now.Sub(p.start).Round(time.Second)
 	reg, gen := p.st.registered.Load(), p.st.generated.Load()
 	if !p.reporting.Load() {
-		return fmt.Sprintf("%s  keys %d/%d  registered %d/%d", elapsed, gen, p.meters, reg, p.meters)
+		// Generating RSA keys takes a while: say what is going on.
+		return fmt.Sprintf("%s  generating %s keys %d/%d  registered %d/%d", elapsed, p.keyType, gen, p.meters, reg, p.meters)
 	}
 	done := p.st.done.Load()
 	rate := 0.0

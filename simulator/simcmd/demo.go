@@ -90,11 +90,12 @@ func demoAction(c *cli.Context) error {
 	c.Context = simCtx
 
 	cfg.PublicURL, cfg.AdminURL = baseURL(pub.Addr()), baseURL(adm.Addr())
+	printAddresses(stdout, cfg.PublicURL, cfg.AdminURL)
 	_, simErr := simulate(c, cfg)
 	printDataLocation(stdout, url)
 	if c.Bool("keep") && ctx.Err() == nil {
-		fmt.Fprintf(stdout, "serving         public %s, admin %s; Ctrl-C stops\n", cfg.PublicURL, cfg.AdminURL)
-		fmt.Fprintf(stdout, "dashboard       %s/\n", cfg.AdminURL)
+		printAddresses(stdout, cfg.PublicURL, cfg.AdminURL)
+		fmt.Fprintln(stdout, "serving         until Ctrl-C")
 		<-ctx.Done()
 	}
 	stopServer()
@@ -119,6 +120,12 @@ func baseURL(addr net.Addr) string {
 		}
 	}
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(ap.Port))
+}
+
+// printAddresses tells where the dashboard and the API are.
+func printAddresses(w io.Writer, public, admin string) {
+	fmt.Fprintf(w, "dashboard       %s/\n", admin)
+	fmt.Fprintf(w, "api             public %s, admin %s\n", public, admin)
 }
 
 // printDataLocation tells where the demo's readings are and how to look.

@@ -1,12 +1,17 @@
 package simcmd_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"smartmeters/simulator"
 )
@@ -42,5 +47,62 @@ func TestDemo(t *testing.T) {
 	entries, err := os.ReadDir(tmp)
 	if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "smartmeters-demo-") {
 		t.Errorf("temporary directory holds %v (%v), want one smartmeters-demo-* directory", entries, err)
+	}
+}
+
+// TestDemoPrintsAddressesFirst runs a demo that reports until interrupted
+// and is kept running: the dashboard and API addresses come before
+// anything else, and they answer.
+func TestDemoPrintsAddressesFirst(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	out, w := io.Pipe()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		args := []string{"smartmeters", "demo", "--meters", "2", "--interval", "1s", "--readings", "0", "--keep", "--key-type", "ed25519"}
+		done <- run(ctx, args, w, &stderr)
+		w.Close()
+	}()
+	sc := bufio.NewScanner(out)
+	var lines []string
+	for len(lines) < 2 && sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	go io.Copy(io.Discard, out)
+	dashboard := regexp.MustCompile(`^dashboard +(http://127\.0\.0\.1:\d+)/$`).FindStringSubmatch(lines[0])
+	api := regexp.MustCompile(`^api +public (http://127\.0\.0\.1:\d+), admin (http://127\.0\.0\.1:\d+)$`).FindStringSubmatch(lines[1])
+	if dashboard == nil || api == nil || api[2] != dashboard[1] {
+		t.Fatalf("the demo begins with\n%s\nwant the dashboard's and the API's addresses", strings.Join(lines, "\n"))
+	}
+	for _, u := range []string{dashboard[1] + "/", api[1] + "/healthz"} {
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", u, res.Status)
+		}
+	}
+	// Once readings are stored, an interrupt ends the demo as a success.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		var fleet struct{ ReadingsStored int64 }
+		res, err := http.Get(dashboard[1] + "/fleet")
+		if err == nil {
+			err = json.NewDecoder(res.Body).Decode(&fleet)
+			res.Body.Close()
+		}
+		if err == nil && fleet.ReadingsStored > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reading stored after a minute (%v); stderr: %s", err, &stderr)
+		}
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d after an interrupt; stderr: %s", code, &stderr)
 	}
 }
