@@ -7,7 +7,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=dev
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/smartmeters . \
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X smartmeters/buildinfo.version=${VERSION}" -o /out/smartmeters . \
  && mkdir -p /out/data
 
 # The final image holds the binary and CA certificates, and runs as nobody.

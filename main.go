@@ -21,11 +21,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"smartmeters/buildinfo"
 	"smartmeters/crypto/verifycmd"
 	"smartmeters/db/migratecmd"
 	"smartmeters/server/servecmd"
@@ -60,6 +60,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "smartmeters",
 		Usage:                "collect signed smart-meter readings; simulate a swarm of meters",
+		Version:              buildinfo.Version() + " " + buildinfo.GoVersion(),
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
@@ -96,37 +97,13 @@ func setUsageError(cmd *cli.Command, f cli.OnUsageErrorFunc) {
 	}
 }
 
-// version is set at build time with -ldflags "-X main.version=…"; otherwise
-// it comes from the module's build information.
-var version = ""
-
 func versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
-		Usage: "print the version of this binary",
+		Usage: "print the version of this binary and of Go it was built with",
 		Action: func(c *cli.Context) error {
-			fmt.Fprintln(c.App.Writer, "smartmeters", buildVersion())
+			fmt.Fprintln(c.App.Writer, "smartmeters", buildinfo.Version(), buildinfo.GoVersion())
 			return nil
 		},
 	}
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := info.Main.Version
-	for _, s := range info.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-		if s.Key == "vcs.modified" && s.Value == "true" {
-			v += "-dirty"
-		}
-	}
-	return v
 }

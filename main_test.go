@@ -5,9 +5,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"smartmeters/buildinfo"
 )
 
 func TestRun(t *testing.T) {
@@ -76,5 +79,20 @@ func TestRun(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVersion checks that `version` and `--version` name this build, never
+// the toolchain's placeholder "(devel)".
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), append([]string{"smartmeters"}, args...), &stdout, &stderr); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, &stderr)
+		}
+		out := stdout.String()
+		if !strings.Contains(out, buildinfo.Version()) || !strings.Contains(out, runtime.Version()) || strings.Contains(out, "(devel)") {
+			t.Errorf("%v printed %q, want the version %q and %s", args, out, buildinfo.Version(), runtime.Version())
+		}
 	}
 }
