@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestDocumentedCommandLines(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", line, err)
 				}
-				if ran == "" {
+				if ran == "" && !slices.Contains([]string{"--version", "--help"}, args[len(args)-1]) {
 					t.Fatalf("%s: runs no command", line)
 				}
 			})

@@ -21,6 +21,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
+	"slices"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -78,14 +80,48 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		// Errors are printed once, below, and never exit from inside cli.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return cli.Exit(err.Error()+" (see --help)", 2)
-		},
+	}
+	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return cli.Exit(usageMessage(app, err)+" (see --help)", 2)
 	}
 	for _, cmd := range app.Commands {
 		setUsageError(cmd, app.OnUsageError)
 	}
 	return app
+}
+
+var (
+	badDurationFlag = regexp.MustCompile(`^invalid value "([0-9.]+)" for flag -([\w-]+): parse error$`)
+	badDurationEnv  = regexp.MustCompile(`^could not parse "([0-9.]+)" as duration value from environment variable "(\w+)" for flag ([\w-]+): `)
+)
+
+// usageMessage is the message of a malformed command line: err's, or, for
+// a duration given as a bare number, one that says to add a unit.
+func usageMessage(app *cli.App, err error) string {
+	msg := err.Error()
+	if m := badDurationFlag.FindStringSubmatch(msg); m != nil && isDurationFlag(app.Commands, m[2]) {
+		return fmt.Sprintf("--%s %s: a duration needs a unit: use %ss", m[2], m[1], m[1])
+	}
+	if m := badDurationEnv.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s=%s (--%s): a duration needs a unit: use %ss", m[2], m[1], m[3], m[1])
+	}
+	return msg
+}
+
+// isDurationFlag reports whether a command of cmds, or one of their
+// subcommands, has a duration flag called name.
+func isDurationFlag(cmds []*cli.Command, name string) bool {
+	for _, cmd := range cmds {
+		for _, f := range cmd.Flags {
+			if _, ok := f.(*cli.DurationFlag); ok && slices.Contains(f.Names(), name) {
+				return true
+			}
+		}
+		if isDurationFlag(cmd.Subcommands, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // setUsageError makes a command and its subcommands report a malformed

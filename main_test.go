@@ -3,14 +3,27 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"smartmeters/buildinfo"
+	"smartmeters/db/dbtest"
+	"smartmeters/server"
+	"smartmeters/store"
 )
 
 func TestRun(t *testing.T) {
@@ -58,6 +71,15 @@ func TestRun(t *testing.T) {
 		{"MigrateExtraArg", []string{"migrate", "--database-url", dbURL, "up", "now"}, 2, "", `unexpected argument "now"`},
 		{"MigrateBadFlag", []string{"migrate", "up", "--bogus"}, 2, "", "flag provided but not defined"},
 		{"BadMemoryBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "lots"}, 1, "", `--memory-budget "lots": want a size such as 64MiB`},
+		{"ListenPortOnly", []string{"serve", "--database-url", dbURL, "--listen", "8080"}, 1, "", "--listen 8080: a port alone is not an address: use :8080"},
+		{"AdminListenPortOnly", []string{"demo", "--admin-listen", "8081"}, 1, "", "--admin-listen 8081: a port alone is not an address: use :8081"},
+		{"DurationWithoutUnit", []string{"simulate", "--interval", "5"}, 2, "", "--interval 5: a duration needs a unit: use 5s"},
+		{"SubcommandDurationWithoutUnit", []string{"healthcheck", "--timeout", "1.5"}, 2, "", "--timeout 1.5: a duration needs a unit: use 1.5s"},
+		{"IntegerIsNoDuration", []string{"simulate", "--meters", "1.5"}, 2, "", `invalid value "1.5" for flag -meters`},
+		{"ServerWithoutScheme", []string{"simulate", "--server", "localhost:8080"}, 2, "", "no scheme: add http:// (http://localhost:8080)"},
+		{"BenchAdminWithoutScheme", []string{"bench", "--admin", "127.0.0.1:8081"}, 1, "", "no scheme: add http:// (http://127.0.0.1:8081)"},
+		{"HealthcheckWithoutScheme", []string{"healthcheck", "--url", "127.0.0.1:8080/readyz"}, 2, "", "no scheme: add http:// (http://127.0.0.1:8080/readyz)"},
+		{"MissingCACert", []string{"healthcheck", "--url", "https://127.0.0.1:1/readyz", "--ca-cert", "/nonexistent/ca.pem"}, 1, "", "--ca-cert: open /nonexistent/ca.pem"},
 		{"ShareOverBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "1MiB", "--memory-per-address", "2MiB"}, 1, "", "--memory-per-address 2MiB is more than --memory-budget 1MiB"},
 	}
 	for _, tt := range tests {
@@ -94,5 +116,139 @@ func TestVersion(t *testing.T) {
 		if !strings.Contains(out, buildinfo.Version()) || !strings.Contains(out, runtime.Version()) || strings.Contains(out, "(devel)") {
 			t.Errorf("%v printed %q, want the version %q and %s", args, out, buildinfo.Version(), runtime.Version())
 		}
+	}
+}
+
+// TestServeLogs runs serve until interrupted: it logs where its listeners
+// and dashboard are when it starts, and a line when it has stopped.
+func TestServeLogs(t *testing.T) {
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "serve.db")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var stdout bytes.Buffer
+	var stderr lockedBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"smartmeters", "serve", "--database-url", dbURL, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
+	}()
+	serving := regexp.MustCompile(`msg=serving public=(http://127\.0\.0\.1:\d+) admin=(http://127\.0\.0\.1:\d+) dashboard=(http://127\.0\.0\.1:\d+/)\n`)
+	var m []string
+	for deadline := time.Now().Add(time.Minute); m == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no serving line in a minute:\n%s", stderr.String())
+		}
+		m = serving.FindStringSubmatch(stderr.String())
+	}
+	if m[3] != m[2]+"/" {
+		t.Errorf("dashboard %s is not on the admin listener %s", m[3], m[2])
+	}
+	for _, u := range []string{m[1] + "/healthz", m[3]} {
+		res, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", u, res.Status)
+		}
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after an interrupt:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"msg=\"shutting down\"", "msg=stopped\n"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the log lacks %s:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestServePortInUse starts serve on a port that is taken: it fails,
+// naming the flag, before it creates the database.
+func TestServePortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	path := filepath.Join(t.TempDir(), "never.db")
+	for _, flag := range []string{"--listen", "--admin-listen"} {
+		var stdout, stderr bytes.Buffer
+		args := []string{"smartmeters", "serve", "--database-url", "sqlite:" + path, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", flag, taken.Addr().String()}
+		if code := run(context.Background(), args, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), flag+" "+taken.Addr().String()+": ") || !strings.Contains(stderr.String(), "address already in use") {
+			t.Errorf("%s taken: exit %d, stderr %q", flag, code, &stderr)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s taken: the database file exists (%v)", flag, err)
+		}
+	}
+}
+
+// lockedBuffer is a buffer that one goroutine writes while another reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDurationFromEnvWithoutUnit gives a duration variable without a unit.
+func TestDurationFromEnvWithoutUnit(t *testing.T) {
+	t.Setenv("SMARTMETERS_INTERVAL", "5")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"smartmeters", "simulate"}, &stdout, &stderr); code != 2 ||
+		!strings.Contains(stderr.String(), "SMARTMETERS_INTERVAL=5 (--interval): a duration needs a unit: use 5s") {
+		t.Errorf("exit %d, stderr %q", code, &stderr)
+	}
+}
+
+// TestCACert serves both listeners over TLS with a certificate no system
+// CA signed: healthcheck, simulate and bench fail at once on it (no
+// retries) with a hint, and succeed with --ca-cert.
+func TestCACert(t *testing.T) {
+	srv, err := server.New(server.DefaultConfig(), server.StoresOf(store.New(dbtest.SQLite(t).OpenMigrated(t))), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Close)
+	pub := httptest.NewTLSServer(srv.PublicHandler())
+	t.Cleanup(pub.Close)
+	adm := httptest.NewTLSServer(srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pub.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	commands := map[string][]string{
+		"healthcheck": {"healthcheck", "--url", pub.URL + "/readyz"},
+		"simulate":    {"simulate", "--server", pub.URL, "--admin", adm.URL, "--meters", "2", "--readings", "1", "--interval", "10ms", "--key-type", "ed25519"},
+		"bench":       {"bench", "--server", pub.URL, "--admin", adm.URL, "--meters", "2", "--total", "4", "--concurrency", "2"},
+	}
+	for name, args := range commands {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"smartmeters"}, args...), &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), "certificate signed by unknown authority") || strings.Contains(stderr.String(), "attempts") {
+				t.Errorf("without --ca-cert: exit %d, stderr %q; want a certificate error at the first attempt", code, &stderr)
+			}
+			if !strings.Contains(stderr.String(), "--ca-cert") {
+				t.Errorf("without --ca-cert: stderr %q does not mention --ca-cert", &stderr)
+			}
+			stdout.Reset()
+			stderr.Reset()
+			if code := run(context.Background(), append([]string{"smartmeters"}, append(args, "--ca-cert", ca)...), &stdout, &stderr); code != 0 {
+				t.Errorf("with --ca-cert: exit %d\nstdout: %s\nstderr: %s", code, &stdout, &stderr)
+			}
+		})
 	}
 }

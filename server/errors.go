@@ -24,6 +24,11 @@ func (s *Server) problemOf(c echo.Context, err error) *api.Problem {
 	case errors.As(err, &p):
 		return p
 	case errors.As(err, &he):
+		if he.Code == http.StatusNotFound {
+			if other := s.otherListener(c); other != "" {
+				return api.Errorf(api.NotFound, "%s %s is on the %s listener, not this one", c.Request().Method, c.Request().URL.Path, other)
+			}
+		}
 		return httpErrorProblem(he)
 	}
 	s.logger.ErrorContext(c.Request().Context(), "request failed",
@@ -88,4 +93,21 @@ func httpErrorProblem(he *echo.HTTPError) *api.Problem {
 	}
 	k := api.Kind{Slug: "http-" + fmt.Sprint(he.Code), Title: msg, Status: he.Code}
 	return api.Errorf(k, "%v", he.Message)
+}
+
+// otherListener names the other listener ("admin" or "public") when it,
+// and not the one c came in on, routes c's request, as when a client
+// posts /register to the public listener; otherwise it returns "".
+func (s *Server) otherListener(c echo.Context) string {
+	other, name := s.admin, "admin"
+	if c.Echo() == s.admin {
+		other, name = s.public, "public"
+	}
+	req := c.Request()
+	probe := other.NewContext(req, nil)
+	other.Router().Find(req.Method, req.URL.Path, probe)
+	if probe.Path() == "" {
+		return ""
+	}
+	return name
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -180,11 +181,13 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 			errc <- nil
 		}()
 	}
-	s.logger.Info("serving", "public", public.Addr().String(), "admin", admin.Addr().String())
+	s.logger.Info("serving", "public", BaseURL(public.Addr(), pubTLS != nil), "admin", BaseURL(admin.Addr(), admTLS != nil),
+		"dashboard", BaseURL(admin.Addr(), admTLS != nil)+"/")
 
 	var runErr error
 	select {
 	case <-ctx.Done():
+		s.logger.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	case runErr = <-errc:
 	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
@@ -195,6 +198,28 @@ func (s *Server) Serve(ctx context.Context, public, admin net.Listener) error {
 		}
 	}
 	return runErr
+}
+
+// BaseURL returns the URL that reaches a listener at addr from this host,
+// http or, with tls, https: loopback stands for a listener on every
+// interface.
+func BaseURL(addr net.Addr, tls bool) string {
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
+	ap, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return scheme + addr.String()
+	}
+	host := ap.IP
+	if host.IsUnspecified() {
+		host = net.IPv4(127, 0, 0, 1)
+		if ap.IP.To4() == nil {
+			host = net.IPv6loopback
+		}
+	}
+	return scheme + net.JoinHostPort(host.String(), strconv.Itoa(ap.Port))
 }
 
 // listener wraps l: every connection holds room in the memory budget for

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -280,6 +281,9 @@ func TestRegister(t *testing.T) {
 			t.Run("NotOnPublicListener", func(t *testing.T) {
 				r := postJSON(t, ts.public+"/register", map[string]string{"username": "x", "base64PublicKey": "x"})
 				wantProblem(t, r, http.StatusNotFound, "not-found")
+				if want := "POST /register is on the admin listener, not this one"; r.body["detail"] != want {
+					t.Errorf("detail %q, want %q", r.body["detail"], want)
+				}
 			})
 		})
 	}
@@ -595,6 +599,9 @@ func TestEveryAnswerIsAProblem(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := do(t, mustRequest(t, tt.method, tt.url))
+			if r.status == http.StatusNotFound && strings.Contains(fmt.Sprint(r.body["detail"]), "listener") {
+				t.Errorf("detail %q sends the client to the other listener, which does not have it either", r.body["detail"])
+			}
 			if tt.slug == "" {
 				if r.status != tt.status {
 					t.Fatalf("status %d, want %d", r.status, tt.status)
@@ -602,6 +609,28 @@ func TestEveryAnswerIsAProblem(t *testing.T) {
 				return
 			}
 			wantProblem(t, r, tt.status, tt.slug)
+		})
+	}
+}
+
+// TestWrongListener asks each listener for what the other serves: the 404
+// says where to go.
+func TestWrongListener(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	for _, tt := range []struct {
+		name, method, url, want string
+	}{
+		{"RegisterOnPublic", http.MethodPost, ts.public + "/register", "POST /register is on the admin listener, not this one"},
+		{"MeterOnPublic", http.MethodGet, ts.public + "/meters/7/readings", "GET /meters/7/readings is on the admin listener, not this one"},
+		{"DashboardOnPublic", http.MethodGet, ts.public + "/", "GET / is on the admin listener, not this one"},
+		{"ReportOnAdmin", http.MethodPost, ts.admin + "/reportReading", "POST /reportReading is on the public listener, not this one"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := do(t, mustRequest(t, tt.method, tt.url))
+			wantProblem(t, r, http.StatusNotFound, "not-found")
+			if r.body["detail"] != tt.want {
+				t.Errorf("detail %q, want %q", r.body["detail"], tt.want)
+			}
 		})
 	}
 }

@@ -34,18 +34,29 @@ func (c Config) tlsConfigs() (public, admin *tls.Config, err error) {
 	}
 	admin = public.Clone()
 	if c.AdminClientCA != "" {
-		pemCA, err := os.ReadFile(c.AdminClientCA)
+		pool, err := LoadCertPool(c.AdminClientCA)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read admin client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemCA) {
-			return nil, nil, fmt.Errorf("admin client CA %s: no PEM certificate in it", c.AdminClientCA)
+			return nil, nil, fmt.Errorf("admin client CA: %w", err)
 		}
 		admin.ClientCAs = pool
 		admin.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	return public, admin, nil
+}
+
+// LoadCertPool returns the pool of the PEM certificates in the file at
+// path: the CAs a client trusts for a server (--ca-cert) or a listener for
+// its clients (--admin-client-ca).
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	pemCA, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
 
 // withTLS wraps l in TLS when cfg is not nil.

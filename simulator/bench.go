@@ -3,6 +3,7 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ type BenchConfig struct {
 	Total       int            // readings pre-signed; 0 sizes them from Duration
 	Concurrency int            // requests in flight; default 64
 	Progress    io.Writer      // one line per phase; nil for none
+	RootCAs     *x509.CertPool // CAs trusted for https URLs; nil means the system's
 }
 
 // BenchResult is what one Bench run measured.
@@ -117,7 +119,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	sim, err := New(Config{
 		PublicURL: cfg.PublicURL, AdminURL: cfg.AdminURL, Meters: cfg.Meters, Interval: time.Second,
-		KeyType: cfg.KeyType, Concurrency: cfg.Concurrency,
+		KeyType: cfg.KeyType, Concurrency: cfg.Concurrency, RootCAs: cfg.RootCAs,
 	})
 	if err != nil {
 		return BenchResult{}, err

@@ -1,11 +1,13 @@
 package simulator
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"smartmeters/crypto"
@@ -57,6 +59,9 @@ type Config struct {
 	StatusTTY   bool
 	StatusEvery time.Duration
 
+	// RootCAs are the CAs trusted for https URLs; nil means the system's.
+	// Unused with a Transport.
+	RootCAs *x509.CertPool
 	// Transport carries every request; nil means a transport tuned for
 	// Concurrency keep-alive connections.
 	Transport http.RoundTripper
@@ -148,6 +153,9 @@ func (c Config) validate() error {
 // or nil if it can: it must be an absolute http or https URL without query
 // or fragment.
 func ValidBaseURL(s string) error {
+	if !strings.Contains(s, "://") {
+		return fmt.Errorf("no scheme: add http:// (http://%s) or https://", s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return errors.Unwrap(err)

@@ -3,6 +3,8 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,8 +28,9 @@ var errInterrupted = errors.New("interrupted")
 // newTransport returns a transport that keeps one idle keep-alive
 // connection per allowed request in flight, so that a steady run opens
 // its connections once.
-func newTransport(concurrency int) *http.Transport {
+func newTransport(concurrency int, rootCAs *x509.CertPool) *http.Transport {
 	return &http.Transport{
+		TLSClientConfig:       &tls.Config{RootCAs: rootCAs},
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          concurrency + 16,
@@ -37,6 +40,16 @@ func newTransport(concurrency int) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
 	}
+}
+
+// isCertificateError reports whether err, from an HTTPS request, is the
+// client's refusal of the server's certificate, which no retry mends.
+func isCertificateError(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 // reply is a server's answer to one request.
@@ -87,6 +100,9 @@ func (c *client) send(soft, hard context.Context, url string, body []byte) (repl
 		rep, err := c.exchange(hard, url, body)
 		if err == nil && !rep.retryable() {
 			return rep, attempt - 1, nil
+		}
+		if isCertificateError(err) {
+			return rep, attempt - 1, fmt.Errorf("%w (to trust a private CA, give its certificate with --ca-cert)", err)
 		}
 		if hard.Err() != nil {
 			return rep, attempt - 1, fmt.Errorf("%w: %v", errInterrupted, context.Cause(hard))

@@ -42,7 +42,7 @@ func New(cfg Config) (*Simulator, error) {
 	}
 	own := cfg.Transport == nil
 	if own {
-		cfg.Transport = newTransport(cfg.Concurrency)
+		cfg.Transport = newTransport(cfg.Concurrency, cfg.RootCAs)
 	}
 	st := newStats()
 	return &Simulator{

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -55,20 +56,34 @@ func serve(c *cli.Context) error {
 	}
 	// The ports first: a port in use fails the start before anything is
 	// created or migrated.
-	pub, err := net.Listen("tcp", cfg.Listen)
+	pub, err := Listen("--listen", cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+		return err
 	}
-	adm, err := net.Listen("tcp", cfg.AdminListen)
+	adm, err := Listen("--admin-listen", cfg.AdminListen)
 	if err != nil {
 		pub.Close()
-		return fmt.Errorf("--admin-listen %s: %w", cfg.AdminListen, err)
+		return err
 	}
 	migrate := driver == db.SQLite
 	if c.IsSet("migrate") {
 		migrate = c.Bool("migrate")
 	}
 	return Run(c.Context, cfg, url, migrate, pub, adm, logger)
+}
+
+// Listen opens the TCP listener that flag (such as --listen) gives as
+// addr. A port number alone, which net.Listen would refuse as "missing
+// port in address", is refused with the address meant.
+func Listen(flag, addr string) (net.Listener, error) {
+	if _, err := strconv.ParseUint(addr, 10, 16); err == nil {
+		return nil, fmt.Errorf("%s %s: a port alone is not an address: use :%s (every interface) or 127.0.0.1:%s", flag, addr, addr, addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", flag, addr, err)
+	}
+	return l, nil
 }
 
 // Run serves cfg on the listeners pub and adm (which it closes) over the
@@ -138,7 +153,11 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 	for _, unit := range units {
 		g.Go(func() error { return unit(ctx) })
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
 }
 
 // prepareSchema applies pending migrations when migrate is set, and

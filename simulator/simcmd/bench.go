@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"smartmeters/crypto"
+	"smartmeters/server/servecmd"
 	"smartmeters/simulator"
 )
 
@@ -31,6 +32,7 @@ func Bench() *cli.Command {
 			&cli.IntFlag{Name: "batch", Value: 1, Usage: "readings per request: 1 uses /reportReading, more /reportReadings", EnvVars: env("BENCH_BATCH")},
 			&cli.StringFlag{Name: "key-type", Value: string(crypto.Ed25519), Usage: "rsa2048, ecdsa-p256, ecdsa-p384 or ed25519", EnvVars: env("KEY_TYPE")},
 			&cli.IntFlag{Name: "concurrency", Value: 256, Usage: "requests in flight", EnvVars: env("CONCURRENCY")},
+			servecmd.CACertFlag(),
 		},
 		Action: func(c *cli.Context) error {
 			kt, err := crypto.ParseKeyType(c.String("key-type"))
@@ -50,7 +52,12 @@ func Bench() *cli.Command {
 					return fmt.Errorf("--%s: %w", name, err)
 				}
 			}
+			roots, err := servecmd.RootCAs(c)
+			if err != nil {
+				return err
+			}
 			res, err := simulator.Bench(c.Context, simulator.BenchConfig{
+				RootCAs:     roots,
 				PublicURL:   c.String("server"),
 				AdminURL:    c.String("admin"),
 				Meters:      c.Int("meters"),

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,14 +60,14 @@ func demoAction(c *cli.Context) error {
 		}
 		url = "sqlite:" + filepath.Join(dir, "smartmeters.db")
 	}
-	pub, err := net.Listen("tcp", c.String("listen"))
+	pub, err := servecmd.Listen("--listen", c.String("listen"))
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return err
 	}
-	adm, err := net.Listen("tcp", c.String("admin-listen"))
+	adm, err := servecmd.Listen("--admin-listen", c.String("admin-listen"))
 	if err != nil {
 		pub.Close()
-		return fmt.Errorf("--admin-listen: %w", err)
+		return err
 	}
 	srvCfg := server.DefaultConfig()
 	srvCfg.ShutdownTimeout = 5 * time.Second
@@ -89,7 +88,7 @@ func demoAction(c *cli.Context) error {
 	}()
 	c.Context = simCtx
 
-	cfg.PublicURL, cfg.AdminURL = baseURL(pub.Addr()), baseURL(adm.Addr())
+	cfg.PublicURL, cfg.AdminURL = server.BaseURL(pub.Addr(), false), server.BaseURL(adm.Addr(), false)
 	printAddresses(stdout, cfg.PublicURL, cfg.AdminURL)
 	_, simErr := simulate(c, cfg)
 	printDataLocation(stdout, url)
@@ -103,23 +102,6 @@ func demoAction(c *cli.Context) error {
 		return fmt.Errorf("demo server: %w", err)
 	}
 	return simErr
-}
-
-// baseURL returns the http URL that reaches a listener at addr, using
-// loopback for a listener on every interface.
-func baseURL(addr net.Addr) string {
-	ap, ok := addr.(*net.TCPAddr)
-	if !ok {
-		return "http://" + addr.String()
-	}
-	host := ap.IP
-	if host.IsUnspecified() {
-		host = net.IPv4(127, 0, 0, 1)
-		if ap.IP.To4() == nil {
-			host = net.IPv6loopback
-		}
-	}
-	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(ap.Port))
 }
 
 // printAddresses tells where the dashboard and the API are.

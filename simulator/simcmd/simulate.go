@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"smartmeters/crypto"
+	"smartmeters/server/servecmd"
 	"smartmeters/simulator"
 )
 
@@ -41,6 +42,7 @@ func Simulate() *cli.Command {
 			&cli.StringFlag{Name: "server", Value: "http://localhost:8080", Usage: "base URL of the public listener", EnvVars: env("SERVER")},
 			&cli.StringFlag{Name: "admin", Value: "http://127.0.0.1:8081", Usage: "base URL of the admin listener", EnvVars: env("ADMIN")},
 			&cli.StringFlag{Name: "accepted-log", TakesFile: true, Usage: "write one line per accepted genuine reading to this file: username,timestamp,whIn,whOut", EnvVars: env("ACCEPTED_LOG")},
+			servecmd.CACertFlag(),
 		}, simulatorFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -51,6 +53,9 @@ func Simulate() *cli.Command {
 				return err
 			}
 			cfg.PublicURL, cfg.AdminURL = c.String("server"), c.String("admin")
+			if cfg.RootCAs, err = servecmd.RootCAs(c); err != nil {
+				return err
+			}
 			if path := c.String("accepted-log"); path != "" {
 				f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 				if err != nil {
