@@ -139,9 +139,9 @@ func TestStoreFailures(t *testing.T) {
 			stores := server.StoresOf(st)
 			tt.fake(&stores)
 			srv := newServerOver(t, testConfig(nil), stores)
-			pub := httptest.NewServer(srv.PublicHandler())
+			pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 			t.Cleanup(pub.Close)
-			adm := httptest.NewServer(srv.AdminHandler())
+			adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 			t.Cleanup(adm.Close)
 			tt.check(t, pub.URL, adm.URL)
 		})
@@ -211,7 +211,7 @@ func TestPartialCommit(t *testing.T) {
 	stores := server.StoresOf(st)
 	stores.Readings = &halfCommits{Store: st}
 	srv := newServerOver(t, testConfig(nil), stores)
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
 
 	r := postJSON(t, pub.URL+"/reportReadings", batch)
@@ -273,7 +273,7 @@ func TestClientGoneAfterQueued(t *testing.T) {
 		close(handled)
 	}))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 
 	body, err := json.Marshal(signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.UnixMilli()}))

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"smartmeters/buildinfo"
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
 	"smartmeters/server"
@@ -168,9 +170,9 @@ func TestGroupCommitFailingBatch(t *testing.T) {
 	srv := newServerOver(t, testConfig(func(c *server.Config) {
 		c.Ingest.BatchMax, c.Ingest.BatchWait, c.Ingest.Committers = 16, 200*time.Millisecond, 1
 	}), stores)
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 	ts := testServer{public: pub.URL, admin: adm.URL, store: st, db: conn}
 
@@ -254,4 +256,33 @@ func TestMetrics(t *testing.T) {
 	}
 	req, _ = http.NewRequest(http.MethodGet, ts.public+"/metrics", nil)
 	wantProblem(t, do(t, req), http.StatusNotFound, "not-found")
+}
+
+// TestMetricsFromStart checks what /metrics says before anything happened,
+// and how requests that match no route are counted: every rejection
+// reason is there at 0 (so that rate() is 0, not nothing), the build is
+// named, and made-up paths count under route="unmatched", never under
+// their own names.
+func TestMetricsFromStart(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	r := do(t, mustRequest(t, http.MethodGet, ts.admin+"/metrics"))
+	for _, k := range ingest.RejectionReasons {
+		if line := fmt.Sprintf("smartmeters_readings_rejected_total{reason=%q} 0\n", k.Slug); !strings.Contains(r.rawBody, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if line := fmt.Sprintf("smartmeters_build_info{goversion=%q,version=%q} 1\n", runtime.Version(), buildinfo.Version()); !strings.Contains(r.rawBody, line) {
+		t.Errorf("/metrics lacks %q:\n%s", line, grepLines(r.rawBody, "build_info"))
+	}
+
+	for _, u := range []string{ts.public + "/made-up-1", ts.public + "/made-up-2", ts.admin + "/made-up-3"} {
+		do(t, mustRequest(t, http.MethodGet, u))
+	}
+	r = do(t, mustRequest(t, http.MethodGet, ts.admin+"/metrics"))
+	if line := `smartmeters_http_request_seconds_count{code="404",route="unmatched"} 3` + "\n"; !strings.Contains(r.rawBody, line) {
+		t.Errorf("/metrics lacks %q:\n%s", line, grepLines(r.rawBody, "http_request_seconds_count"))
+	}
+	if strings.Contains(r.rawBody, "made-up") {
+		t.Errorf("a made-up path is a label value:\n%s", grepLines(r.rawBody, "made-up"))
+	}
 }

@@ -94,11 +94,11 @@ func TestRegistersCumulativeAcrossServers(t *testing.T) {
 					pool = b.Open(t)
 				}
 				srv := newServer(t, testConfig(func(c *server.Config) { c.Ingest.BatchWait = time.Millisecond }), store.New(pool))
-				pub := httptest.NewServer(srv.PublicHandler())
+				pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 				t.Cleanup(pub.Close)
 				publics = append(publics, pub.URL)
 				if i == 0 {
-					adm := httptest.NewServer(srv.AdminHandler())
+					adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 					t.Cleanup(adm.Close)
 					admin = adm.URL
 				}

@@ -39,9 +39,9 @@ func replicas(t *testing.T, b dbtest.Backend, n int, follow bool) []testServer {
 		if follow {
 			followKeyChanges(t, b, st, srv)
 		}
-		pub := httptest.NewServer(srv.PublicHandler())
+		pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 		t.Cleanup(pub.Close)
-		adm := httptest.NewServer(srv.AdminHandler())
+		adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 		t.Cleanup(adm.Close)
 		out = append(out, testServer{public: pub.URL, admin: adm.URL, store: st, db: conn})
 	}

@@ -25,9 +25,9 @@ func newClockedServer(t *testing.T, b dbtest.Backend, clock *atomic.Int64) testS
 	srv := newServer(t, testConfig(func(c *server.Config) {
 		c.Now = func() time.Time { return time.UnixMilli(clock.Load()).UTC() }
 	}), st)
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 	return testServer{public: pub.URL, admin: adm.URL, store: st, db: conn}
 }

@@ -164,9 +164,9 @@ func TestMaxConcurrentRequests(t *testing.T) {
 	srv := newServerOver(t, testConfig(func(c *server.Config) {
 		c.MaxConcurrentRequests, c.Ingest.BatchWait, c.Ingest.Committers = 2, 0, 2
 	}), stores)
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 	ts := testServer{public: pub.URL, admin: adm.URL, store: st, db: conn}
 	var wg sync.WaitGroup

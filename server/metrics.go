@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"smartmeters/buildinfo"
 )
 
 // metrics are the server's Prometheus metrics, on a registry of its own so
@@ -37,13 +39,23 @@ func newMetrics() *metrics {
 			Help: "Connections and request bodies refused because the memory budget, or a client's share of it, was spent.",
 		}),
 	}
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "smartmeters_build_info",
+		Help:        "Always 1; its labels name the build: the binary's version and the Go version it was built with.",
+		ConstLabels: prometheus.Labels{"version": buildinfo.Version(), "goversion": buildinfo.GoVersion()},
+	})
+	buildInfo.Set(1)
 	m.registry.MustRegister(
-		m.httpSeconds, m.budgetInUse, m.budgetRefused,
+		m.httpSeconds, m.budgetInUse, m.budgetRefused, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
 }
+
+// unmatchedRoute labels the requests that matched no route, so that
+// probes of made-up paths neither hide nor multiply the label's values.
+const unmatchedRoute = "unmatched"
 
 type routeCode struct {
 	route string
@@ -54,6 +66,9 @@ type routeCode struct {
 // code, looking the histogram's child up once per pair rather than
 // hashing the labels on every request.
 func (m *metrics) observeRequest(route string, code int, latency time.Duration) {
+	if route == "" {
+		route = unmatchedRoute
+	}
 	key := routeCode{route, code}
 	o, ok := m.observers.Load(key)
 	if !ok {

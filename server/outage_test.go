@@ -128,9 +128,9 @@ func TestStoreOutage(t *testing.T) {
 	srv := newServer(t, testConfig(func(c *server.Config) {
 		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = commitTimeout, time.Second
 	}), store.New(proxied))
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 	ts := testServer{public: pub.URL, admin: adm.URL, store: direct, db: directDB}
 

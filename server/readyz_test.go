@@ -34,7 +34,7 @@ func TestReadyzSchema(t *testing.T) {
 		}
 		c.SchemaCheckTTL = 5 * time.Second
 	}), store.New(dbtest.SQLite(t).OpenMigrated(t)))
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
 	ready := func() response { return do(t, mustRequest(t, http.MethodGet, pub.URL+"/readyz")) }
 

@@ -73,7 +73,7 @@ func TestRequestLogSampling(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pub := httptest.NewServer(srv.PublicHandler())
+			pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 			t.Cleanup(pub.Close)
 			for range 30 {
 				if r := do(t, mustRequest(t, http.MethodGet, pub.URL+"/healthz")); r.status != http.StatusOK {
@@ -96,7 +96,7 @@ func TestRequestLogSampling(t *testing.T) {
 				t.Errorf("no %s on the request lines:\n%s", tt.wantSample, logs.buf.String())
 			}
 
-			adm := httptest.NewServer(srv.AdminHandler())
+			adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 			t.Cleanup(adm.Close)
 			metrics := do(t, mustRequest(t, http.MethodGet, adm.URL+"/metrics")).rawBody
 			want := `smartmeters_http_request_seconds_count{code="200",route="/healthz"} 30`

@@ -15,11 +15,13 @@ func (s *Server) route() {
 	pub.POST(api.PathReportReadings, s.handleReportReadings)
 	pub.GET("/healthz", s.health.handleHealthz)
 	pub.GET("/readyz", s.health.handleReadyz)
+	pub.GET("/openapi.json", serveOpenAPI(publicOpenAPI))
 
 	adm := s.admin
 	adm.Use(s.allowAdmin)
 	adm.GET("/healthz", s.health.handleHealthz)
 	adm.GET("/readyz", s.health.handleReadyz)
+	adm.GET("/openapi.json", serveOpenAPI(adminOpenAPI))
 	adm.POST(api.PathRegister, s.registry.handleRegister)
 	adm.POST("/meters/:id/revoke", s.registry.handleRevokeKey)
 	adm.POST("/meters/:id/key", s.registry.handleReplaceKey)

@@ -48,9 +48,9 @@ func newTestServer(t *testing.T, b dbtest.Backend, set func(*server.Config)) tes
 	conn := b.OpenMigrated(t)
 	st := store.New(conn)
 	srv := newServer(t, testConfig(set), st)
-	pub := httptest.NewServer(srv.PublicHandler())
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(srv.AdminHandler())
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
 	return testServer{public: pub.URL, admin: adm.URL, store: st, db: conn}
 }

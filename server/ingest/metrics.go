@@ -1,6 +1,19 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"smartmeters/server/api"
+)
+
+// RejectionReasons are the problems a report can be refused with, which
+// label smartmeters_readings_rejected_total.
+var RejectionReasons = []api.Kind{
+	api.MalformedRequest, api.InvalidField, api.InvalidKey, api.InvalidSignature,
+	api.UnknownKey, api.KeyRevoked, api.ReadingConflict, api.BodyTooLarge, api.BatchTooLarge,
+	api.UnsupportedMedia, api.TimestampFuture, api.RegisterDecreased, api.RateLimited,
+	api.Overloaded, api.Unavailable, api.Internal,
+}
 
 // metrics are the ingest path's Prometheus metrics.
 type metrics struct {
@@ -56,6 +69,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "smartmeters_key_cache_misses_total",
 			Help: "Key lookups that went to the store.",
 		}),
+	}
+	// Every reason is there from the start, at 0, so that rate() over it
+	// is 0 rather than nothing until a first rejection.
+	for _, k := range RejectionReasons {
+		m.rejected.WithLabelValues(k.Slug)
 	}
 	reg.MustRegister(
 		m.received, m.stored, m.duplicate, m.rejected, m.batchSize, m.commitSeconds,
