@@ -56,7 +56,6 @@ func TestDocumentedCommandLines(t *testing.T) {
 }
 
 var (
-	fence      = regexp.MustCompile("(?s)```[a-z]*\n(.*?)```")
 	inlineCode = regexp.MustCompile("`((?:smartmeters|go run \\.) [^`|]*)`")
 	envAssign  = regexp.MustCompile(`^(\w+=\S*\s+)+`)
 )
@@ -77,8 +76,8 @@ func documentedCommandLines(md string) []string {
 			}
 		}
 	}
-	for _, block := range fence.FindAllStringSubmatch(md, -1) {
-		body := strings.ReplaceAll(block[1], "\\\n", " ")
+	for _, block := range codeBlock.FindAllStringSubmatch(md, -1) {
+		body := strings.ReplaceAll(block[2], "\\\n", " ")
 		for _, line := range strings.Split(body, "\n") {
 			if i := strings.Index(line, " #"); i >= 0 {
 				line = line[:i]
@@ -174,7 +173,7 @@ func TestDocExamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		blocks := fenceWithLang.FindAllStringSubmatch(string(text), -1)
+		blocks := codeBlock.FindAllStringSubmatch(string(text), -1)
 		for i, b := range blocks {
 			lang, body := b[1], b[2]
 			if lang != "sh" || strings.Contains(body, "curl -N") || strings.Contains(body, "go test") {
@@ -210,8 +209,8 @@ func TestDocExamples(t *testing.T) {
 }
 
 var (
-	fenceWithLang = regexp.MustCompile("(?ms)^ *```([a-z]*)\n(.*?)^ *```")
-	runValue      = regexp.MustCompile(`[0-9a-f]{64}|meter-[0-9a-z]{10}|\d+`)
+	codeBlock = regexp.MustCompile("(?ms)^ *```([a-z]*)\n(.*?)^ *```")
+	runValue  = regexp.MustCompile(`[0-9a-f]{64}|meter-[0-9a-z]{10}|\d+`)
 )
 
 // runValues replaces the values of text that differ from run to run
