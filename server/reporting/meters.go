@@ -12,16 +12,23 @@ import (
 	"smartmeters/store"
 )
 
-// defaultReportingWindow is how recent a meter's last reading must be for
-// the meter to count as reporting, unless a request's window says otherwise.
-const defaultReportingWindow = 60 * time.Second
-
 // Meter states, as the API and the dashboard show them.
 const (
 	stateReporting = "reporting" // a reading within the window, none rejected since
 	stateSilent    = "silent"    // no reading within the window
 	stateRejected  = "rejected"  // a reading rejected within the window
+	stateRevoked   = "revoked"   // the meter's key is revoked, whatever its readings
 )
+
+// stateActivity is what the store can select of each state that ?state=
+// asks for; meterOut decides the rest (a recent rejection is known only
+// to this process).
+var stateActivity = map[string]store.Activity{
+	stateReporting: store.ReportedSince,
+	stateSilent:    store.SilentSince,
+	stateRejected:  store.AnyActivity,
+	stateRevoked:   store.Revoked,
+}
 
 type meterJSON struct {
 	ID            int64           `json:"id"`
@@ -90,6 +97,9 @@ func (a *API) meterOut(ms store.MeterSummary, now time.Time, window time.Duratio
 			out.State = stateRejected
 		}
 	}
+	if ms.RevokedAt != nil {
+		out.State = stateRevoked
+	}
 	return out
 }
 
@@ -99,7 +109,8 @@ type meterListJSON struct {
 	Next *int64 `json:"next,omitempty"`
 }
 
-// handleListMeters lists meters in id order: GET /meters?username=&after=&limit=&window=.
+// handleListMeters lists meters in id order:
+// GET /meters?username=&state=&after=&limit=&window=.
 func (a *API) handleListMeters(c echo.Context) error {
 	q := queryParams{c: c}
 	f := store.MeterFilter{
@@ -107,26 +118,48 @@ func (a *API) handleListMeters(c echo.Context) error {
 		AfterID:        q.int("after", 0, 0, 1<<62),
 		Limit:          int(q.int("limit", defaultPageLimit, 1, maxPageLimit)),
 	}
-	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	window := q.duration("window", a.silentAfter, time.Second, 30*24*time.Hour)
+	state := c.QueryParam("state")
 	if q.err != nil {
 		return q.err
 	}
-	// One more than asked tells whether there is a next page.
+	if state != "" {
+		act, ok := stateActivity[state]
+		if !ok {
+			return api.Errorf(api.InvalidParameter, "state: %q is not one of reporting, silent, rejected, revoked", state)
+		}
+		f.Activity = act
+	}
+	now := a.now()
+	f.Since = now.Add(-window)
+	// One more than asked tells whether there is a next page. The store
+	// selects by time and key; a state that only this process knows (a
+	// recent rejection) is decided here, reading on until the page is full.
 	want := f.Limit
 	f.Limit++
-	ms, err := a.store.ListMeters(c.Request().Context(), f)
-	if err != nil {
-		return err
-	}
-	out := meterListJSON{Meters: make([]meterJSON, 0, min(len(ms), want))}
-	now := a.now()
-	for i, m := range ms {
-		if i == want {
-			next := ms[i-1].ID
-			out.Next = &next
+	var matched []meterJSON
+	for len(matched) <= want {
+		ms, err := a.store.ListMeters(c.Request().Context(), f)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if mj := a.meterOut(m, now, window); state == "" || mj.State == state {
+				matched = append(matched, mj)
+			}
+		}
+		if len(ms) < f.Limit {
 			break
 		}
-		out.Meters = append(out.Meters, a.meterOut(m, now, window))
+		f.AfterID = ms[len(ms)-1].ID
+	}
+	out := meterListJSON{Meters: matched[:min(len(matched), want)]}
+	if len(matched) > want {
+		next := matched[want-1].ID
+		out.Next = &next
+	}
+	if out.Meters == nil {
+		out.Meters = []meterJSON{}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -138,7 +171,7 @@ func (a *API) handleMeter(c echo.Context) error {
 		return err
 	}
 	q := queryParams{c: c}
-	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	window := q.duration("window", a.silentAfter, time.Second, 30*24*time.Hour)
 	if q.err != nil {
 		return q.err
 	}

@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"smartmeters/store"
 )
 
 // Event stream timing: a fleet event every fleetEventEvery; each write may
@@ -97,42 +98,40 @@ func (a *API) fleetEvent(ctx context.Context, sub *subscriber) fleetEventJSON {
 	now := a.now().UTC()
 	ev := fleetEventJSON{At: now, SkippedReadings: sub.skipped.Load()}
 	a.live.fill(&ev.fleetFigures, now)
-	ev.MetersRegistered, ev.MetersReporting = a.live.counts(ctx, a.store, a.logger, now)
-	ev.ReportingWindow = defaultReportingWindow.String()
+	c, _ := a.meterCounts(ctx, now) // on an error, the last counts
+	ev.setCounts(c, a.silentAfter)
 	return ev
 }
 
-// fleetCounts caches the store's meter counts for the event stream.
+// fleetCounts caches the store's meter counts for the event stream and
+// the smartmeters_meters gauge.
 type fleetCounts struct {
-	mu                    sync.Mutex
-	at                    time.Time
-	registered, reporting int64
+	mu     sync.Mutex
+	at     time.Time
+	counts store.MeterCounts
+	err    error // of the last refresh
 }
 
-// counts returns the registered and reporting meters, asking the store at
-// most every fleetCountsTTL; on a store error it keeps the last figures.
-func (l *Live) counts(ctx context.Context, st Store, logger *slog.Logger, now time.Time) (registered, reporting int64) {
-	fc := &l.fleetCounts
+// meterCounts returns the meters by state as of now, asking the store at
+// most every fleetCountsTTL. When the last refresh failed it returns the
+// last counts it had with that error.
+func (a *API) meterCounts(ctx context.Context, now time.Time) (store.MeterCounts, error) {
+	fc := &a.live.fleetCounts
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if now.Sub(fc.at) < fleetCountsTTL {
-		return fc.registered, fc.reporting
+	if !fc.at.IsZero() && now.Sub(fc.at) < fleetCountsTTL {
+		return fc.counts, fc.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	reg, err := st.CountMeters(ctx)
-	if err == nil {
-		var rep int64
-		rep, err = st.CountReportingMeters(ctx, now.Add(-defaultReportingWindow))
-		if err == nil {
-			fc.registered, fc.reporting = reg, rep
-		}
-	}
+	c, err := a.store.CountMeterStates(ctx, now.Add(-a.silentAfter))
 	if err != nil {
-		logger.WarnContext(ctx, "events: count meters", "err", err)
+		a.logger.WarnContext(ctx, "count meters", "err", err)
+	} else {
+		fc.counts = c
 	}
-	fc.at = now
-	return fc.registered, fc.reporting
+	fc.at, fc.err = now, err
+	return fc.counts, fc.err
 }
 
 // shutdownSignal returns a channel that is closed when the http.Server
