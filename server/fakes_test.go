@@ -64,6 +64,9 @@ func (downReporting) MeterKeys(context.Context, int64) ([]store.MeterKey, error)
 func (downReporting) ReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
 	return nil, errDown
 }
+func (downReporting) NewestReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
+	return nil, errDown
+}
 func (downReporting) RegisterSeries(context.Context, int64, int64, int64) ([]crypto.Reading, error) {
 	return nil, errDown
 }

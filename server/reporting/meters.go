@@ -3,6 +3,7 @@ package reporting
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -194,14 +195,18 @@ type readingPageJSON struct {
 	MeterID  int64             `json:"meterId"`
 	From     time.Time         `json:"from"`
 	To       time.Time         `json:"to"`
+	Order    string            `json:"order"`
 	Readings []*readingJSONOut `json:"readings"`
-	// Next is the from of the next page; absent on the last page.
+	// Next is where the next page starts: its from in ascending order,
+	// its to in descending order; absent on the last page.
 	Next *time.Time `json:"next,omitempty"`
 }
 
 // handleMeterReadings pages through a meter's readings in time order:
-// GET /meters/{id}/readings?from=&to=&limit=. from is inclusive, to
-// exclusive; they default to the last 24 hours.
+// GET /meters/{id}/readings?from=&to=&limit=&order=. from is inclusive, to
+// exclusive; they default to the last 24 hours. order=desc gives the
+// newest first. Besides next in the body, a Link header (RFC 8288) with
+// rel="next" gives the next page's URL.
 func (a *API) handleMeterReadings(c echo.Context) error {
 	id, err := api.ParseMeterID(c.Param("id"))
 	if err != nil {
@@ -211,8 +216,15 @@ func (a *API) handleMeterReadings(c echo.Context) error {
 	to := q.time("to", a.now().Add(time.Millisecond))
 	from := q.time("from", to.Add(-24*time.Hour))
 	limit := int(q.int("limit", defaultPageLimit, 1, maxPageLimit))
+	order := c.QueryParam("order")
 	if q.err != nil {
 		return q.err
+	}
+	if order == "" {
+		order = "asc"
+	}
+	if order != "asc" && order != "desc" {
+		return api.Errorf(api.InvalidParameter, "order: %q is neither asc nor desc", order)
 	}
 	if err := checkWindow(from, to); err != nil {
 		return err
@@ -220,15 +232,31 @@ func (a *API) handleMeterReadings(c echo.Context) error {
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err
 	}
-	rs, err := a.store.ReadingsBetween(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli(), limit+1)
+	list := a.store.ReadingsBetween
+	if order == "desc" {
+		list = a.store.NewestReadingsBetween
+	}
+	rs, err := list(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli(), limit+1)
 	if err != nil {
 		return err
 	}
-	out := readingPageJSON{MeterID: id, From: from, To: to, Readings: make([]*readingJSONOut, 0, min(len(rs), limit))}
+	out := readingPageJSON{MeterID: id, From: from, To: to, Order: order, Readings: make([]*readingJSONOut, 0, min(len(rs), limit))}
 	for i, r := range rs {
 		if i == limit {
-			next := rs[i-1].Time().Add(time.Millisecond)
+			// Ascending, the next page starts after the last reading;
+			// descending, it ends (exclusive) at the last one.
+			next, bound := rs[i-1].Time().Add(time.Millisecond), "from"
+			if order == "desc" {
+				next, bound = rs[i-1].Time(), "to"
+			}
 			out.Next = &next
+			link := *c.Request().URL
+			qv := link.Query()
+			qv.Set("from", from.Format(time.RFC3339Nano))
+			qv.Set("to", to.Format(time.RFC3339Nano))
+			qv.Set(bound, next.Format(time.RFC3339Nano))
+			link.RawQuery = qv.Encode()
+			c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, link.RequestURI()))
 			break
 		}
 		out.Readings = append(out.Readings, readingOut(r))

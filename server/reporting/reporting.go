@@ -28,6 +28,7 @@ type Store interface {
 	MeterSummaryByID(ctx context.Context, id int64) (store.MeterSummary, error)
 	MeterKeys(ctx context.Context, id int64) ([]store.MeterKey, error)
 	ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
+	NewestReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
 	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
 	CountMeterStates(ctx context.Context, since time.Time) (store.MeterCounts, error)
 	EachRegisterBetween(ctx context.Context, from, to int64, fn func(meterID int64, r crypto.Reading) error) error
