@@ -35,7 +35,10 @@ type fleetEventJSON struct {
 // handleEvents streams Server-Sent Events: GET /events. "reading" events
 // carry accepted readings, at most maxReadingEventsPerSecond a second per
 // client (the rest are counted in the next fleet event's skippedReadings);
-// a "fleet" event each second carries the fleet figures. The stream ends
+// a "fleet" event each second carries the fleet figures. Every event's id
+// names the latest reading event the client has had; a client that
+// reconnects with it as Last-Event-ID is first sent the reading events it
+// missed that the hub still keeps. The stream ends
 // when the client goes away, when the server shuts down, or when the client
 // reads too slowly.
 func (a *API) handleEvents(c echo.Context) error {
@@ -49,6 +52,11 @@ func (a *API) handleEvents(c echo.Context) error {
 	res.WriteHeader(http.StatusOK)
 
 	rc := http.NewResponseController(res)
+	hb := &a.live.hub
+	// pos is the number of the latest reading event this client has had
+	// or is not to have: every event carries it as its id, so that a
+	// client resuming with Last-Event-ID misses nothing the hub still keeps.
+	var pos uint64
 	send := func(event string, data any) bool {
 		b, err := json.Marshal(data)
 		if err != nil {
@@ -59,23 +67,36 @@ func (a *API) handleEvents(c echo.Context) error {
 		if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
 			a.logger.DebugContext(ctx, "events: no write deadline", "err", err)
 		}
-		if _, err := fmt.Fprintf(res, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		if _, err := fmt.Fprintf(res, "id: %s\nevent: %s\ndata: %s\n\n", hb.eventID(pos), event, b); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
 
-	sub := a.live.hub.subscribe()
-	defer a.live.hub.unsubscribe(sub)
+	sub, start := hb.subscribe()
+	defer hb.unsubscribe(sub)
+	missed, lost := hb.since(req.Header.Get("Last-Event-ID"), start)
+	sub.skipped.Add(int64(lost))
 	stop := a.live.shutdownSignal(req)
 	tick := time.NewTicker(fleetEventEvery)
 	defer tick.Stop()
+	for _, ev := range missed {
+		pos = ev.seq
+		if !send("reading", ev) {
+			return nil
+		}
+	}
+	pos = start
 	if !send("fleet", a.fleetEvent(ctx, sub)) {
 		return nil
 	}
 	for {
 		select {
 		case ev := <-sub.events:
+			if ev.seq <= start {
+				continue // kept before this client subscribed, and replayed
+			}
+			pos = ev.seq
 			if !send("reading", ev) {
 				return nil
 			}
