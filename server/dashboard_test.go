@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"smartmeters/crypto"
@@ -26,6 +29,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // browser returns a headless Chromium context, skipping the test when
 // there is no Chromium unless SMARTMETERS_REQUIRE_BROWSER=1 says it must run.
+// A script error on the page fails the test.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
@@ -47,9 +51,75 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 40*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(cancelTimeout)
+	var (
+		mu     sync.Mutex
+		errors []string
+	)
+	err := chromedp.Listen(ctx, func(ev any) {
+		if ex, ok := ev.(*runtime.EventExceptionThrown); ok {
+			d := ex.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			mu.Lock()
+			errors = append(errors, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range errors {
+			t.Errorf("script error on the page: %s", e)
+		}
+	})
 	return ctx
+}
+
+// eval evaluates expr on the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor waits until expr is truthy on the page, for at most 20 s.
+func waitFor(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// afterRefresh waits until the page has finished a refresh (its 5 s timer)
+// that began after the call: two more than had finished.
+func afterRefresh(t *testing.T, ctx context.Context) {
+	t.Helper()
+	n := eval[int](t, ctx, `Number(document.body.dataset.refreshes || 0)`)
+	waitFor(t, ctx, "a whole refresh", fmt.Sprintf(`Number(document.body.dataset.refreshes || 0) >= %d`, n+2))
+}
+
+// act runs actions on the page.
+func act(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// choose selects value in the select element sel, as a user does.
+func choose(t *testing.T, ctx context.Context, sel, value string) {
+	t.Helper()
+	eval[bool](t, ctx, fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change")); return true })()`, sel, value))
 }
 
 // serveReal runs a server on real loopback listeners with the real clock
@@ -195,6 +265,18 @@ func TestDashboard(t *testing.T) {
 	}
 	if !strings.Contains(title, "history (meter ") {
 		t.Errorf("meter page title %q", title)
+	}
+	// Latest readings: the newest first, the newest being the meter's last.
+	var stamps []string
+	if stamps, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#reading-rows td[data-ts]")].map((td) => td.dataset.ts)`)); err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.MeterSummaryByID(context.Background(), history)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stamps) != 20 || !strings.HasPrefix(stamps[0], last.LastReading.Time().Format("2006-01-02T15:04")) || !sort.SliceIsSorted(stamps, func(i, j int) bool { return stamps[i] > stamps[j] }) {
+		t.Errorf("latest readings %q: want the 20 newest, newest first, from %s", stamps, last.LastReading.Time())
 	}
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
