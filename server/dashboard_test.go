@@ -192,10 +192,7 @@ func TestDashboard(t *testing.T) {
 	}()
 	t.Cleanup(func() { stopSim(); <-simDone })
 
-	dir := os.Getenv("SMARTMETERS_SCREENSHOT_DIR")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := filepath.Dir(screenshotPath(t, "x"))
 	counter := func() int64 {
 		t.Helper()
 		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#readings-stored")))
@@ -282,6 +279,17 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	save(t, filepath.Join(dir, "dashboard-meter.png"), shot)
+}
+
+// screenshotPath names a screenshot file in SMARTMETERS_SCREENSHOT_DIR, or
+// in a temporary directory.
+func screenshotPath(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv("SMARTMETERS_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return filepath.Join(dir, name)
 }
 
 func save(t *testing.T, path string, png []byte) {

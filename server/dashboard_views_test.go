@@ -146,3 +146,113 @@ func TestDashboardMeterPage(t *testing.T) {
 		}
 	})
 }
+
+// TestDashboardFleet drives the fleet view behind a proxy it can cut: "More"
+// rows kept and updated across refreshes, the Silent card and the state
+// filter, numbers marked stale while the event stream is down, and the
+// page at phone width in the dark colour scheme.
+func TestDashboardFleet(t *testing.T) {
+	ctx := browser(t)
+	_, admin, st := serveReal(t)
+	proxy := newTCPProxy(t, strings.TrimPrefix(admin, "http://"))
+	page := "http://" + proxy.addr()
+	k := newKey(t, "ed25519")
+	live := registerMeter(t, admin, "live", k)
+	storeReadings(t, st, live, k, reg{time.Now().Add(-5 * time.Second), 100, 0})
+	var ids []int64
+	keys := map[int64]*crypto.PrivateKey{}
+	for i := range 60 {
+		k := newKey(t, "ed25519")
+		id := registerMeter(t, admin, fmt.Sprintf("quiet-%02d", i), k)
+		ids, keys[id] = append(ids, id), k
+	}
+
+	act(t, ctx, chromedp.Navigate(page+"/"))
+	waitFor(t, ctx, "the fleet", `document.querySelector("#meters-silent").textContent === "60" && document.querySelectorAll("#meter-rows tr").length === 50`)
+
+	t.Run("MoreKeptAndUpdated", func(t *testing.T) {
+		act(t, ctx, chromedp.Click(chromedp.CSS("#more-meters")))
+		waitFor(t, ctx, "every row", `document.querySelectorAll("#meter-rows tr").length === 61 && document.querySelector("#more-meters").hidden`)
+		afterRefresh(t, ctx)
+		if n := eval[int](t, ctx, `document.querySelectorAll("#meter-rows tr").length`); n != 61 {
+			t.Fatalf("%d rows after a refresh, want the 61 shown before it", n)
+		}
+		// A meter past the first page reports: its row follows.
+		last := ids[len(ids)-1]
+		storeReadings(t, st, last, keys[last], reg{time.Now().Add(-time.Second), 4242000, 0})
+		waitFor(t, ctx, "the last row updated", fmt.Sprintf(`document.querySelector('#meter-rows tr[data-meter="%d"]').textContent.includes("4,242.000 kWh")`, last))
+	})
+
+	t.Run("SilentCard", func(t *testing.T) {
+		act(t, ctx, chromedp.Click(chromedp.CSS("#silent-card")))
+		waitFor(t, ctx, "the silent meters", `location.hash.includes("state=silent") && document.querySelector("#meter-state").value === "silent" &&
+			document.querySelectorAll("#meter-rows tr").length === 50 && document.querySelector("#meter-rows").textContent.includes("quiet-00")`)
+		states := eval[[]string](t, ctx, `[...new Set([...document.querySelectorAll("#meter-rows .state")].map((s) => s.textContent))]`)
+		if fmt.Sprint(states) != "[silent]" {
+			t.Errorf("states listed under the Silent card: %q, want only silent", states)
+		}
+		choose(t, ctx, "#meter-state", "reporting")
+		waitFor(t, ctx, "the reporting meters", `location.hash.includes("state=reporting") && document.querySelectorAll("#meter-rows tr").length === 2`)
+		act(t, ctx, chromedp.Navigate(page+"/#/"))
+		waitFor(t, ctx, "every meter again", `document.querySelectorAll("#meter-rows tr").length === 50`)
+	})
+
+	t.Run("StaleWhenStreamDrops", func(t *testing.T) {
+		waitFor(t, ctx, "the live stream", `!document.body.classList.contains("stale") && document.querySelector("#conn").textContent === "live"`)
+		proxy.cut()
+		waitFor(t, ctx, "stale numbers", `document.body.classList.contains("stale") && !document.querySelector("#stale-note").hidden &&
+			getComputedStyle(document.querySelector("#meters-registered")).opacity < 1`)
+		proxy.restore()
+		waitFor(t, ctx, "live numbers again", `!document.body.classList.contains("stale") && document.querySelector("#stale-note").hidden`)
+	})
+
+	t.Run("PhoneDark", func(t *testing.T) {
+		act(t, ctx,
+			chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}},
+				})
+				return err
+			}),
+			chromedp.Navigate(page+"/#/?x=1"), chromedp.Reload())
+		for _, view := range []struct{ name, hash, ready string }{
+			{"fleet", "#/", `document.querySelectorAll("#meter-rows tr").length === 50 && document.querySelector("#power-chart canvas")`},
+			{"meter", fmt.Sprintf("#/meters/%d", live), `document.querySelector("#reading-rows td.num") && document.querySelector("#consumption-chart canvas")`},
+		} {
+			act(t, ctx, chromedp.Navigate(page+"/"+view.hash))
+			waitFor(t, ctx, "the "+view.name+" view", view.ready)
+			got := eval[[]float64](t, ctx, `(() => {
+				const bg = getComputedStyle(document.body).backgroundColor.match(/\d+/g).slice(0, 3).map(Number);
+				const widest = Math.max(...[...document.querySelectorAll("main:not([hidden]) table, main:not([hidden]) .panel")].map((e) => e.getBoundingClientRect().right));
+				return [innerWidth, document.documentElement.scrollWidth, widest, bg[0] + bg[1] + bg[2]];
+			})()`)
+			if got[0] != 390 || got[1] > 390 || got[2] > 390 {
+				t.Errorf("%s view at 390 px: viewport %g, page %g wide, rightmost table or panel edge at %g; want all within 390", view.name, got[0], got[1], got[2])
+			}
+			if got[3] > 150 {
+				t.Errorf("%s view in the dark scheme: background brightness %g of 765, want dark", view.name, got[3])
+			}
+			shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			save(t, screenshotPath(t, "dashboard-phone-dark-"+view.name+".png"), shot)
+		}
+	})
+}
+
+// TestDashboardEmptyFleet opens the dashboard of a server without meters:
+// it says how to register one.
+func TestDashboardEmptyFleet(t *testing.T) {
+	ctx := browser(t)
+	_, admin, _ := serveReal(t)
+	act(t, ctx, chromedp.Navigate(admin+"/"))
+	waitFor(t, ctx, "the empty fleet", `!document.querySelector("#empty-fleet").hidden`)
+	text := eval[string](t, ctx, `document.querySelector("#empty-fleet").textContent + document.querySelector("#meter-rows").textContent`)
+	for _, want := range []string{"curl -s " + admin + "/register", `"base64PublicKey"`, "smartmeters simulate", "No meters yet"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("empty fleet says %q; want %q in it", text, want)
+		}
+	}
+}
