@@ -243,6 +243,14 @@ func TestDashboard(t *testing.T) {
 	if canvasWidth < 300 || rows < 13 {
 		t.Errorf("power chart canvas %d px wide, %d meter rows; want a drawn chart and all 13 meters", canvasWidth, rows)
 	}
+	// The rejection reasons (the simulator forges some) stay inside their
+	// card.
+	waitFor(t, ctx, "rejection reasons", `document.querySelectorAll("#rejected-reasons li").length > 0`)
+	fit := eval[[]float64](t, ctx, `(() => { const l = document.querySelector("#rejected-reasons"), c = l.closest(".card");
+		return [l.scrollWidth - l.clientWidth, c.getBoundingClientRect().right - l.getBoundingClientRect().right] })()`)
+	if fit[0] > 0 || fit[1] < 0 {
+		t.Errorf("rejection reasons overflow by %g px, end %g px inside their card; want them inside", fit[0], fit[1])
+	}
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)

@@ -169,6 +169,9 @@ func TestDashboardFleet(t *testing.T) {
 
 	act(t, ctx, chromedp.Navigate(page+"/"))
 	waitFor(t, ctx, "the fleet", `document.querySelector("#meters-silent").textContent === "60" && document.querySelectorAll("#meter-rows tr").length === 50`)
+	// No meter has two readings, so no bucket has energy: each is a gap,
+	// not 0 W.
+	waitFor(t, ctx, "gaps", `/\b(29|30) buckets without readings left as gaps/.test(document.querySelector("#power-hint").textContent)`)
 
 	t.Run("MoreKeptAndUpdated", func(t *testing.T) {
 		act(t, ctx, chromedp.Click(chromedp.CSS("#more-meters")))
@@ -195,6 +198,20 @@ func TestDashboardFleet(t *testing.T) {
 		waitFor(t, ctx, "the reporting meters", `location.hash.includes("state=reporting") && document.querySelectorAll("#meter-rows tr").length === 2`)
 		act(t, ctx, chromedp.Navigate(page+"/#/"))
 		waitFor(t, ctx, "every meter again", `document.querySelectorAll("#meter-rows tr").length === 50`)
+	})
+
+	t.Run("SortByState", func(t *testing.T) {
+		act(t, ctx, chromedp.Navigate(page+"/#/?sort=state"))
+		waitFor(t, ctx, "silent meters first", `document.querySelector("#meter-sort").value === "state" && document.querySelectorAll("#meter-rows tr").length === 50 &&
+			document.querySelector("#meter-rows tr").textContent.includes("quiet-00")`)
+		act(t, ctx, chromedp.Click(chromedp.CSS("#more-meters")))
+		waitFor(t, ctx, "every row", `document.querySelectorAll("#meter-rows tr").length === 61`)
+		states := eval[string](t, ctx, `[...document.querySelectorAll("#meter-rows .state")].map((s) => s.textContent[0]).join("")`)
+		if want := strings.Repeat("s", 59) + "rr"; states != want {
+			t.Errorf("states sorted by state %q, want %q (silent, then reporting)", states, want)
+		}
+		act(t, ctx, chromedp.Navigate(page+"/#/"))
+		waitFor(t, ctx, "the list by id", `document.querySelector("#meter-sort").value === "id" && document.querySelectorAll("#meter-rows tr").length === 50`)
 	})
 
 	t.Run("StaleWhenStreamDrops", func(t *testing.T) {

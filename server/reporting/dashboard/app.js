@@ -222,6 +222,7 @@ function connect() {
 
 const fleetRanges = { "30m": [30 * MIN, "1m"], "6h": [6 * HOUR, "5m"], "24h": [DAY, "15m"] };
 let powerPlot = null, powerKey = "";
+let fleetShow = 0; // the latest refreshFleet: an older one's answer is dropped
 
 function powerData(buckets) {
   const xs = [], ins = [], outs = [];
@@ -258,11 +259,15 @@ function drawPower(fleet, key) {
 async function refreshFleet() {
   const range = fleetRanges[$("fleet-range").value] ? $("fleet-range").value : "30m";
   const [span, bucket] = fleetRanges[range];
+  const show = ++fleetShow;
   try {
     const f = await getJSON(`/fleet?bucket=${bucket}&from=${Date.now() - span}`);
+    if (show !== fleetShow) return;
     showFleet(f);
     drawPower(f, range + tz);
-    $("power-hint").textContent = `mean import and export power per ${bucket} bucket, times in ${zoneName()}; no readings: a gap`;
+    const gaps = f.energy.buckets.filter((b) => !b.partial && b.whIn === 0 && b.whOut === 0).length;
+    $("power-hint").textContent = `mean import and export power per ${bucket} bucket, times in ${zoneName()}` +
+      (gaps ? ` · ${gaps} bucket${gaps === 1 ? "" : "s"} without readings left as gaps` : "");
   } catch (e) { console.warn("fleet:", e); }
 }
 
@@ -282,35 +287,53 @@ function meterRow(m) {
     el("td", { class: "num narrow-hide" }, r ? register(r.whOut) : "–"));
 }
 
-const stateOrder = { silent: 0, rejected: 1, revoked: 2, reporting: 3 };
 const sorts = {
-  id: (a, b) => a.id - b.id,
-  state: (a, b) => (stateOrder[a.state] ?? 9) - (stateOrder[b.state] ?? 9) || a.id - b.id,
+  id: null, // the API's order
+  state: null, // one state after the other, each in the API's order
   last: (a, b) => (a.lastReading ? Date.parse(a.lastReading.timestamp) : -Infinity) -
     (b.lastReading ? Date.parse(b.lastReading.timestamp) : -Infinity) || a.id - b.id,
 };
 
 let meterLoad = 0;
 
+// States in the order "By state" lists them: those that need a look first.
+const stateSequence = ["silent", "rejected", "revoked", "reporting"];
+
+// fetchMeters reads pages of base until want meters, and says whether
+// there are more.
+async function fetchMeters(base, want) {
+  const meters = [];
+  let next = null;
+  do {
+    const limit = Math.min(want - meters.length, 1000);
+    const page = await getJSON(base + "&limit=" + limit + (next != null ? "&after=" + next : ""));
+    meters.push(...page.meters);
+    next = page.next ?? null;
+  } while (next != null && meters.length < want);
+  return { meters, more: next != null };
+}
+
 // loadMeters shows the first metersShown meters that match the filters,
-// reading as many pages as that takes.
+// reading as many pages as that takes. Sorted by state, it asks for each
+// state in turn, so that the whole fleet is sorted, not only the rows shown.
 async function loadMeters() {
   const load = ++meterLoad;
   const prefix = $("meter-filter").value.trim();
   const state = $("meter-state").value;
-  const base = "/meters?username=" + encodeURIComponent(prefix) + (state ? "&state=" + state : "");
-  const meters = [];
-  let next = null;
+  const sort = $("meter-sort").value;
+  const base = "/meters?username=" + encodeURIComponent(prefix);
+  let meters = [], more = false;
   try {
-    do {
-      const limit = Math.min(metersShown - meters.length, 1000);
-      const page = await getJSON(base + "&limit=" + limit + (next != null ? "&after=" + next : ""));
-      meters.push(...page.meters);
-      next = page.next ?? null;
-    } while (next != null && meters.length < metersShown);
+    const states = state ? [state] : sort === "state" ? stateSequence : [""];
+    for (const [i, st] of states.entries()) {
+      const got = await fetchMeters(base + (st ? "&state=" + st : ""), metersShown - meters.length);
+      meters.push(...got.meters);
+      more = got.more;
+      if (meters.length >= metersShown) { more = more || i < states.length - 1; break; }
+    }
   } catch (e) { console.warn("meters:", e); return; }
   if (load !== meterLoad) return; // a newer load is under way
-  meters.sort(sorts[$("meter-sort").value] || sorts.id);
+  if (sort === "last") meters.sort(sorts.last);
   const body = $("meter-rows");
   body.replaceChildren(...meters.map(meterRow));
   if (!meters.length) {
@@ -318,9 +341,9 @@ async function loadMeters() {
     body.append(el("tr", {}, el("td", { colspan: "6", class: "empty" },
       filtered ? "No meters match." : "No meters yet: see above for how to register one.")));
   }
-  $("more-meters").hidden = next == null;
+  $("more-meters").hidden = !more;
   $("meter-count").textContent = meters.length ? `${meters.length} meter${meters.length === 1 ? "" : "s"} shown` +
-    ($("meter-sort").value !== "id" ? " (sorted among those shown)" : "") : "";
+    (sort === "last" ? " (sorted among those shown)" : "") : "";
 }
 
 // ---- meter page ----------------------------------------------------------------------------
@@ -335,6 +358,7 @@ function bucketFor(span) {
 }
 
 let currentMeter = null;
+let meterShow = 0; // the latest showMeter: an older one's answers are dropped
 let consumptionPlot = null, consumptionKey = "";
 let consumptionUnit = energyUnit(0);
 const firstReadings = {}; // meter id → timestamp of its first reading, or null
@@ -370,6 +394,8 @@ function meterWindow(m, first, params) {
 }
 
 async function showMeter(id) {
+  const show = ++meterShow;
+  const current = () => show === meterShow && currentMeter === id;
   let m;
   try {
     m = await getJSON("/meters/" + id);
@@ -378,11 +404,11 @@ async function showMeter(id) {
       firstReadings[id] = page.readings.length ? Date.parse(page.readings[0].timestamp) : null;
     }
   } catch (e) {
-    if (currentMeter !== id) return;
+    if (!current()) return;
     clearMeter(e.status === 404 ? "No meter " + id : "Meter " + id + ": " + e.message);
     return;
   }
-  if (currentMeter !== id) return; // the page moved on meanwhile
+  if (!current()) return; // the page moved on meanwhile
   $("meter-title").textContent = m.username + " (meter " + m.id + ")";
   $("meter-state-badge").replaceChildren(stateBadge(m.state));
   $("meter-export").hidden = false;
@@ -401,13 +427,13 @@ async function showMeter(id) {
   $("meter-range").value = win.range;
   $("meter-export").href = `/meters/${id}/export.csv` + (win.range === "custom" ?
     `?from=${new Date(win.from).toISOString()}&to=${new Date(win.to).toISOString()}` : "");
-  await Promise.all([showConsumption(id, win), showReadings(id)]).catch((e) => console.warn("meter " + id + ":", e));
+  await Promise.all([showConsumption(id, win, current), showReadings(id, current)]).catch((e) => console.warn("meter " + id + ":", e));
 }
 
-async function showConsumption(id, win) {
+async function showConsumption(id, win, current) {
   const [bucket] = bucketFor(win.to - win.from);
   const c = await getJSON(`/meters/${id}/consumption?bucket=${bucket}&from=${Math.floor(win.from)}&to=${Math.ceil(win.to)}`);
-  if (currentMeter !== id) return;
+  if (!current()) return;
   let max = 0, missing = 0;
   for (const b of c.buckets) {
     if (b.complete) max = Math.max(max, b.whIn, b.whOut); else missing++;
@@ -469,9 +495,9 @@ function zoomTo(u) {
   showMeter(currentMeter);
 }
 
-async function showReadings(id) {
+async function showReadings(id, current) {
   const page = await getJSON(`/meters/${id}/readings?from=0&order=desc&limit=20`);
-  if (currentMeter !== id) return;
+  if (!current()) return;
   const rows = page.readings.map((r) =>
     el("tr", {},
       el("td", { "data-ts": r.timestamp }, when(r.timestamp)),
@@ -500,7 +526,7 @@ function route() {
   currentMeter = null;
   $("fleet-range").value = fleetRanges[params.get("range")] ? params.get("range") : "30m";
   $("meter-state").value = stateLabels[params.get("state")] ? params.get("state") : "";
-  $("meter-sort").value = sorts[params.get("sort")] ? params.get("sort") : "id";
+  $("meter-sort").value = params.get("sort") in sorts ? params.get("sort") : "id";
   $("meter-filter").value = params.get("q") || "";
   metersShown = PAGE;
   loadMeters();
@@ -509,8 +535,16 @@ function route() {
 
 // refresh shows the view's figures anew; body's data-refreshes counts the
 // refreshes done.
+let refreshing = false;
+
 async function refresh() {
-  await (currentMeter ? showMeter(currentMeter) : Promise.all([refreshFleet(), loadMeters()]));
+  if (refreshing) return; // a slow server is not asked twice at once
+  refreshing = true;
+  try {
+    await (currentMeter ? showMeter(currentMeter) : Promise.all([refreshFleet(), loadMeters()]));
+  } finally {
+    refreshing = false;
+  }
   document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
 }
 
