@@ -152,7 +152,9 @@ func (a *API) handleListMeters(c echo.Context) error {
 		if len(ms) < f.Limit {
 			break
 		}
-		f.AfterID = ms[len(ms)-1].ID
+		// Reading on for a filter: in the largest pages, so that a sparse
+		// state costs few queries however small the page asked for.
+		f.AfterID, f.Limit = ms[len(ms)-1].ID, maxPageLimit
 	}
 	out := meterListJSON{Meters: matched[:min(len(matched), want)]}
 	if len(matched) > want {
