@@ -69,6 +69,12 @@ type Config struct {
 	// makes New generate one for this server alone.
 	ExportKey *crypto.PrivateKey
 
+	// SilentAfter is how long a meter may go without a reading (by its
+	// timestamp) before the reporting API, the dashboard and the
+	// smartmeters_meters gauge call it silent; a request's window
+	// overrides it.
+	SilentAfter time.Duration
+
 	// Ingest configures the hot path: verification, the key cache, the
 	// group commit and the per-meter rate limit. Its clock is Now.
 	Ingest ingest.Config
@@ -118,6 +124,7 @@ func DefaultConfig() Config {
 		MaxConcurrentRequests: 1024,
 		RequestLogEvery:       100,
 		SchemaCheckTTL:        5 * time.Second,
+		SilentAfter:           time.Minute,
 		Ingest:                ingest.DefaultConfig(),
 		PartitionsAhead:       62 * 24 * time.Hour,
 		PartitionCheckEvery:   time.Hour,

@@ -7,11 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"smartmeters/crypto"
@@ -26,6 +29,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // browser returns a headless Chromium context, skipping the test when
 // there is no Chromium unless SMARTMETERS_REQUIRE_BROWSER=1 says it must run.
+// A script error on the page fails the test.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
@@ -47,9 +51,75 @@ func browser(t *testing.T) context.Context {
 	t.Cleanup(cancelAlloc)
 	ctx, cancel := chromedp.NewContext(alloc)
 	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 40*time.Second)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(cancelTimeout)
+	var (
+		mu     sync.Mutex
+		errors []string
+	)
+	err := chromedp.Listen(ctx, func(ev any) {
+		if ex, ok := ev.(*runtime.EventExceptionThrown); ok {
+			d := ex.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			mu.Lock()
+			errors = append(errors, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range errors {
+			t.Errorf("script error on the page: %s", e)
+		}
+	})
 	return ctx
+}
+
+// eval evaluates expr on the page.
+func eval[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// waitFor waits until expr is truthy on the page, for at most 20 s.
+func waitFor(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+// afterRefresh waits until the page has finished a refresh (its 5 s timer)
+// that began after the call: two more than had finished.
+func afterRefresh(t *testing.T, ctx context.Context) {
+	t.Helper()
+	n := eval[int](t, ctx, `Number(document.body.dataset.refreshes || 0)`)
+	waitFor(t, ctx, "a whole refresh", fmt.Sprintf(`Number(document.body.dataset.refreshes || 0) >= %d`, n+2))
+}
+
+// act runs actions on the page.
+func act(t *testing.T, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// choose selects value in the select element sel, as a user does.
+func choose(t *testing.T, ctx context.Context, sel, value string) {
+	t.Helper()
+	eval[bool](t, ctx, fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change")); return true })()`, sel, value))
 }
 
 // serveReal runs a server on real loopback listeners with the real clock
@@ -122,10 +192,7 @@ func TestDashboard(t *testing.T) {
 	}()
 	t.Cleanup(func() { stopSim(); <-simDone })
 
-	dir := os.Getenv("SMARTMETERS_SCREENSHOT_DIR")
-	if dir == "" {
-		dir = t.TempDir()
-	}
+	dir := filepath.Dir(screenshotPath(t, "x"))
 	counter := func() int64 {
 		t.Helper()
 		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#readings-stored")))
@@ -162,19 +229,19 @@ func TestDashboard(t *testing.T) {
 	t.Logf("readings counter rose from %d to %d", first, second)
 
 	// The list fills in on its 5 s refresh, the chart on the fleet's.
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#meter-rows a[href^="#/meters/"]`))); err != nil {
-		t.Fatal(err)
+	// The list fills in on its 5 s refresh as the simulator registers its
+	// meters; the chart is drawn to the width of its panel.
+	waitFor(t, ctx, "all 13 meters", `document.querySelectorAll('#meter-rows a[href^="#/meters/"]').length === 13`)
+	if w := eval[int](t, ctx, `document.querySelector("#power-chart canvas").width`); w < 300 {
+		t.Errorf("power chart canvas %d px wide, want a drawn chart", w)
 	}
-	canvasWidth, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelector("#power-chart canvas").width`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#meter-rows tr").length`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if canvasWidth < 300 || rows < 13 {
-		t.Errorf("power chart canvas %d px wide, %d meter rows; want a drawn chart and all 13 meters", canvasWidth, rows)
+	// The rejection reasons (the simulator forges some) stay inside their
+	// card.
+	waitFor(t, ctx, "rejection reasons", `document.querySelectorAll("#rejected-reasons li").length > 0`)
+	fit := eval[[]float64](t, ctx, `(() => { const l = document.querySelector("#rejected-reasons"), c = l.closest(".card");
+		return [l.scrollWidth - l.clientWidth, c.getBoundingClientRect().right - l.getBoundingClientRect().right] })()`)
+	if fit[0] > 0 || fit[1] < 0 {
+		t.Errorf("rejection reasons overflow by %g px, end %g px inside their card; want them inside", fit[0], fit[1])
 	}
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -196,10 +263,33 @@ func TestDashboard(t *testing.T) {
 	if !strings.Contains(title, "history (meter ") {
 		t.Errorf("meter page title %q", title)
 	}
+	// Latest readings: the newest first, the newest being the meter's last.
+	var stamps []string
+	if stamps, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#reading-rows td[data-ts]")].map((td) => td.dataset.ts)`)); err != nil {
+		t.Fatal(err)
+	}
+	last, err := st.MeterSummaryByID(context.Background(), history)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stamps) != 20 || !strings.HasPrefix(stamps[0], last.LastReading.Time().Format("2006-01-02T15:04")) || !sort.SliceIsSorted(stamps, func(i, j int) bool { return stamps[i] > stamps[j] }) {
+		t.Errorf("latest readings %q: want the 20 newest, newest first, from %s", stamps, last.LastReading.Time())
+	}
 	if shot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100)); err != nil {
 		t.Fatal(err)
 	}
 	save(t, filepath.Join(dir, "dashboard-meter.png"), shot)
+}
+
+// screenshotPath names a screenshot file in SMARTMETERS_SCREENSHOT_DIR, or
+// in a temporary directory.
+func screenshotPath(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv("SMARTMETERS_SCREENSHOT_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	return filepath.Join(dir, name)
 }
 
 func save(t *testing.T, path string, png []byte) {

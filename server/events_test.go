@@ -15,6 +15,7 @@ import (
 
 // sseEvent is one Server-Sent Event.
 type sseEvent struct {
+	id   string
 	name string
 	data string
 }
@@ -23,11 +24,23 @@ type sseEvent struct {
 // closed when the test ends.
 func subscribe(t *testing.T, ts testServer) <-chan sseEvent {
 	t.Helper()
+	events, _ := resume(t, ts, "")
+	return events
+}
+
+// resume opens the event stream with lastEventID as Last-Event-ID (none
+// when empty) and returns its events and a function that closes it; it is
+// closed when the test ends anyway.
+func resume(t *testing.T, ts testServer, lastEventID string) (<-chan sseEvent, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.admin+"/events", nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -45,6 +58,8 @@ func subscribe(t *testing.T, ts testServer) <-chan sseEvent {
 		for sc.Scan() {
 			line := sc.Text()
 			switch {
+			case strings.HasPrefix(line, "id: "):
+				ev.id = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "event: "):
 				ev.name = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
@@ -59,11 +74,17 @@ func subscribe(t *testing.T, ts testServer) <-chan sseEvent {
 			}
 		}
 	}()
-	return events
+	return events, cancel
 }
 
-// next returns the next event named name, skipping others.
+// next decodes the next event named name into v, skipping others.
 func next(t *testing.T, events <-chan sseEvent, name string, v any) {
+	t.Helper()
+	nextEvent(t, events, name, v)
+}
+
+// nextEvent is next, returning the event.
+func nextEvent(t *testing.T, events <-chan sseEvent, name string, v any) sseEvent {
 	t.Helper()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -78,7 +99,7 @@ func next(t *testing.T, events <-chan sseEvent, name string, v any) {
 			if err := json.Unmarshal([]byte(ev.data), v); err != nil {
 				t.Fatalf("%s event %q: %v", name, ev.data, err)
 			}
-			return
+			return ev
 		case <-timeout:
 			t.Fatalf("no %q event within 5s", name)
 		}
@@ -127,5 +148,73 @@ func TestEvents(t *testing.T) {
 	next(t, events, "fleet", &f)
 	if f.ReadingsStored != 1 || f.Rejected["invalid-signature"] != 1 {
 		t.Errorf("fleet event after one stored and one forged: %+v", f)
+	}
+}
+
+// TestEventsResume drops the stream after one reading and reconnects with
+// the last event id, as EventSource does: the readings stored meanwhile
+// come first, then the stream goes on. An id the server does not know
+// replays nothing.
+func TestEventsResume(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "resumer", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+	report := func(in int64) {
+		t.Helper()
+		reading := crypto.Reading{WhIn: in, Timestamp: now.Add(time.Duration(in-100) * time.Second).UnixMilli()}
+		if r := postJSON(t, ts.public+"/reportReading", signed(t, k, reading)); r.status != http.StatusCreated {
+			t.Fatal(r.rawBody)
+		}
+	}
+	type reading struct {
+		WhIn int64 `json:"whIn"`
+	}
+	events, stop := resume(t, ts, "")
+	var f struct{}
+	first := nextEvent(t, events, "fleet", &f)
+	report(1)
+	var r reading
+	ev := nextEvent(t, events, "reading", &r)
+	if r.WhIn != 1 || ev.id == "" || ev.id == first.id {
+		t.Fatalf("reading event %+v after fleet event id %q: want whIn 1 with an id of its own", ev, first.id)
+	}
+	stop()
+	report(2)
+	report(3)
+
+	events, _ = resume(t, ts, ev.id)
+	var got []int64
+	var sawFleet bool
+	for len(got) < 2 {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				t.Fatal("stream ended")
+			}
+			switch e.name {
+			case "fleet":
+				sawFleet = true
+			case "reading":
+				if err := json.Unmarshal([]byte(e.data), &r); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, r.WhIn)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("resumed stream: readings %v within 5s", got)
+		}
+	}
+	if got[0] != 2 || got[1] != 3 || sawFleet {
+		t.Errorf("resumed stream: readings %v (a fleet event first: %v), want 2 and 3 before any fleet event", got, sawFleet)
+	}
+
+	events, _ = resume(t, ts, "elsewhere-1")
+	first = nextEvent(t, events, "fleet", &f)
+	report(4)
+	nextEvent(t, events, "reading", &r)
+	if r.WhIn != 4 {
+		t.Errorf("stream with an unknown id: first reading %d, want 4", r.WhIn)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -107,7 +108,11 @@ func readExport(t *testing.T, body []byte) (frame []string, records [][]string) 
 // verifies with the key GET /signing-key publishes.
 func checkFrame(t *testing.T, ts testServer, body []byte, frame []string, id int64, username string, rows int) {
 	t.Helper()
-	if len(frame) < 5 || frame[0] != api.ExportVersionLine || frame[1] != api.MeterLine(id, username) || !strings.HasPrefix(frame[2], "# key,1,") {
+	keys := frame[2:]
+	if len(keys) > 0 && api.IsRangeLine(keys[0]) {
+		keys = keys[1:]
+	}
+	if len(keys) < 3 || frame[0] != api.ExportVersionLine || frame[1] != api.MeterLine(id, username) || !strings.HasPrefix(keys[0], "# key,1,") {
 		t.Fatalf("frame %q", frame)
 	}
 	end, sigLine := frame[len(frame)-2], frame[len(frame)-1]
@@ -136,5 +141,57 @@ func checkFrame(t *testing.T, ts testServer, body []byte, frame []string, id int
 	}
 	if err := pub.VerifyExport(sum, n, sig); err != nil {
 		t.Fatalf("the server's signature does not verify: %v", err)
+	}
+}
+
+// TestExportRange exports the readings in [from, to): the file says so in
+// its range line, holds exactly those rows, and is signed like a whole one.
+func TestExportRange(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, nil)
+			var regs []reg
+			for i := range 10 {
+				regs = append(regs, reg{at(0, i), int64(i * 10), 0})
+			}
+			id := seedMeter(t, ts, "ranged", newKey(t, "ed25519"), regs...)
+			for _, tt := range []struct {
+				name      string
+				query     string
+				rangeLine string // "" for none
+				want      []int64
+			}{
+				{"Whole", "", "", []int64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90}},
+				{"FromTo", "?from=" + at(0, 3).Format(time.RFC3339) + "&to=" + at(0, 6).Format(time.RFC3339),
+					api.RangeLine(at(0, 3).UnixMilli(), at(0, 6).UnixMilli()), []int64{30, 40, 50}},
+				{"FromOnly", fmt.Sprintf("?from=%d", at(0, 8).UnixMilli()),
+					api.RangeLine(at(0, 8).UnixMilli(), time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()), []int64{80, 90}},
+				{"Empty", "?from=" + at(2, 0).Format(time.RFC3339) + "&to=" + at(3, 0).Format(time.RFC3339),
+					api.RangeLine(at(2, 0).UnixMilli(), at(3, 0).UnixMilli()), nil},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					r := get(t, fmt.Sprintf("%s/meters/%d/export.csv%s", ts.admin, id, tt.query))
+					if r.status != http.StatusOK {
+						t.Fatalf("status %d: %s", r.status, r.rawBody)
+					}
+					body := []byte(r.rawBody)
+					frame, records := readExport(t, body)
+					checkFrame(t, ts, body, frame, id, "ranged", len(tt.want))
+					if got := slices.ContainsFunc(frame, api.IsRangeLine); got != (tt.rangeLine != "") || (got && frame[2] != tt.rangeLine) {
+						t.Errorf("frame %q, want range line %q", frame, tt.rangeLine)
+					}
+					var got []int64
+					for _, row := range records[1:] {
+						n, _ := strconv.ParseInt(row[5], 10, 64)
+						got = append(got, n)
+					}
+					if !slices.Equal(got, tt.want) {
+						t.Errorf("wh_in of the rows %v, want %v", got, tt.want)
+					}
+				})
+			}
+			wantProblem(t, get(t, fmt.Sprintf("%s/meters/%d/export.csv?from=%d&to=%d", ts.admin, id, at(1, 0).UnixMilli(), at(0, 0).UnixMilli())),
+				http.StatusBadRequest, "invalid-parameter")
+		})
 	}
 }

@@ -68,12 +68,14 @@ func (downReporting) MeterKeys(context.Context, int64) ([]store.MeterKey, error)
 func (downReporting) ReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
 	return nil, errDown
 }
+func (downReporting) NewestReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
+	return nil, errDown
+}
 func (downReporting) RegisterSeries(context.Context, int64, int64, int64) ([]crypto.Reading, error) {
 	return nil, errDown
 }
-func (downReporting) CountMeters(context.Context) (int64, error) { return 0, errDown }
-func (downReporting) CountReportingMeters(context.Context, time.Time) (int64, error) {
-	return 0, errDown
+func (downReporting) CountMeterStates(context.Context, time.Time) (store.MeterCounts, error) {
+	return store.MeterCounts{}, errDown
 }
 func (downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
 	return errDown

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -354,6 +355,7 @@ func TestMeterReadings(t *testing.T) {
 			}
 			id := seedMeter(t, ts, "pager", newKey(t, "ed25519"), regs...)
 			type page struct {
+				Order    string `json:"order"`
 				Readings []struct {
 					Timestamp       time.Time `json:"timestamp"`
 					WhIn            int64     `json:"whIn"`
@@ -361,29 +363,75 @@ func TestMeterReadings(t *testing.T) {
 				} `json:"readings"`
 				Next *time.Time `json:"next"`
 			}
-			// [01:00, 01:40) holds four readings; pages of three.
-			var got []int64
-			q := url.Values{"from": {at(1, 0).Format(time.RFC3339)}, "to": {at(1, 40).Format(time.RFC3339)}, "limit": {"3"}}
-			for pages := 0; ; pages++ {
-				if pages > 3 {
-					t.Fatal("paging does not end")
-				}
-				var p page
-				getJSON(t, ts, fmt.Sprintf("/meters/%d/readings?%s", id, q.Encode()), &p)
-				for _, r := range p.Readings {
-					if r.Base64Signature == "" {
-						t.Errorf("reading at %s has no signature", r.Timestamp)
+			// [01:00, 01:40) holds four readings; pages of three, followed
+			// through next in the body and through the Link header.
+			for _, tt := range []struct {
+				order string
+				bound string // the parameter next stands for
+				want  []int64
+			}{
+				{"", "from", []int64{0, 100, 200, 300}},
+				{"asc", "from", []int64{0, 100, 200, 300}},
+				{"desc", "to", []int64{300, 200, 100, 0}},
+			} {
+				t.Run("order="+tt.order, func(t *testing.T) {
+					q := url.Values{"from": {at(1, 0).Format(time.RFC3339)}, "to": {at(1, 40).Format(time.RFC3339)}, "limit": {"3"}}
+					if tt.order != "" {
+						q.Set("order", tt.order)
 					}
-					got = append(got, r.WhIn)
-				}
-				if p.Next == nil {
-					break
-				}
-				q.Set("from", p.Next.Format(time.RFC3339Nano))
+					byNext := fmt.Sprintf("/meters/%d/readings?%s", id, q.Encode())
+					byLink := byNext
+					var got, gotLinked []int64
+					for pages := 0; byNext != "" || byLink != ""; pages++ {
+						if pages > 3 {
+							t.Fatal("paging does not end")
+						}
+						if byNext != "" {
+							var p page
+							getJSON(t, ts, byNext, &p)
+							if want := cmp.Or(tt.order, "asc"); p.Order != want {
+								t.Errorf("order %q, want %q", p.Order, want)
+							}
+							for _, r := range p.Readings {
+								if r.Base64Signature == "" {
+									t.Errorf("reading at %s has no signature", r.Timestamp)
+								}
+								got = append(got, r.WhIn)
+							}
+							byNext = ""
+							if p.Next != nil {
+								q.Set(tt.bound, p.Next.Format(time.RFC3339Nano))
+								byNext = fmt.Sprintf("/meters/%d/readings?%s", id, q.Encode())
+							}
+						}
+						if byLink != "" {
+							r := get(t, ts.admin+byLink)
+							var p page
+							if err := json.Unmarshal([]byte(r.rawBody), &p); err != nil || r.status != http.StatusOK {
+								t.Fatalf("GET %s: %d %s", byLink, r.status, r.rawBody)
+							}
+							for _, r := range p.Readings {
+								gotLinked = append(gotLinked, r.WhIn)
+							}
+							byLink = ""
+							if link := r.header.Get("Link"); link != "" {
+								target, ok := strings.CutSuffix(link, `>; rel="next"`)
+								if !strings.HasPrefix(target, "</meters/") || !ok {
+									t.Fatalf("Link %q, want </meters/…>; rel=\"next\"", link)
+								}
+								byLink = target[1:]
+							}
+							if (p.Next == nil) != (byLink == "") {
+								t.Errorf("next %v but Link %q", p.Next, r.header.Get("Link"))
+							}
+						}
+					}
+					if !reflect.DeepEqual(got, tt.want) || !reflect.DeepEqual(gotLinked, tt.want) {
+						t.Errorf("paged readings %v by next, %v by Link; want %v", got, gotLinked, tt.want)
+					}
+				})
 			}
-			if want := []int64{0, 100, 200, 300}; !reflect.DeepEqual(got, want) {
-				t.Errorf("paged readings %v, want %v", got, want)
-			}
+			wantProblem(t, get(t, fmt.Sprintf("%s/meters/%d/readings?order=newest", ts.admin, id)), http.StatusBadRequest, "invalid-parameter")
 		})
 	}
 }

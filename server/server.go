@@ -99,7 +99,7 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("server: export key: %w", err)
 		}
 	}
-	s.reporting = reporting.New(stores.Reporting, s.live, cfg.ExportKey, s.metrics.registry, cfg.Now, logger)
+	s.reporting = reporting.New(stores.Reporting, s.live, cfg.ExportKey, cfg.SilentAfter, s.metrics.registry, cfg.Now, logger)
 	s.registry = &registryAPI{
 		store: stores.Registry, keys: s.ingest.Keys(), minRSABits: cfg.Ingest.MinRSABits,
 		decode: func(c echo.Context, v any) error { return s.decodeBody(c, cfg.MaxBodyBytes, v) },

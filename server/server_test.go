@@ -127,6 +127,7 @@ func newKey(t *testing.T, kt crypto.KeyType) *crypto.PrivateKey {
 type response struct {
 	status  int
 	ctype   string
+	header  http.Header
 	body    map[string]any
 	rawBody string
 }
@@ -164,7 +165,7 @@ func tryDo(req *http.Request) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	r := response{status: res.StatusCode, ctype: res.Header.Get("Content-Type"), rawBody: string(raw)}
+	r := response{status: res.StatusCode, ctype: res.Header.Get("Content-Type"), header: res.Header, rawBody: string(raw)}
 	_ = json.Unmarshal(raw, &r.body)
 	return r, nil
 }

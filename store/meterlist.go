@@ -21,9 +21,31 @@ type MeterFilter struct {
 	// character by character (case-sensitive, no wildcards); empty keeps
 	// all. It must be valid UTF-8, as usernames are.
 	UsernamePrefix string
-	AfterID        int64 // keeps meters with a larger id: the page cursor
-	Limit          int   // at most this many; must be positive
+	// Activity keeps meters by their key and their latest reading as of
+	// Since; AnyActivity keeps all.
+	Activity Activity
+	Since    time.Time
+	AfterID  int64 // keeps meters with a larger id: the page cursor
+	Limit    int   // at most this many; must be positive
 }
+
+// Activity selects meters by whether their key is revoked and whether
+// they have reported since an instant (MeterFilter.Since), compared with
+// the readings' own timestamps.
+type Activity int
+
+const (
+	// AnyActivity keeps every meter.
+	AnyActivity Activity = iota
+	// ReportedSince keeps meters whose key is not revoked and that have a
+	// reading timestamped at or after Since.
+	ReportedSince
+	// SilentSince keeps meters whose key is not revoked and that have no
+	// reading timestamped at or after Since.
+	SilentSince
+	// Revoked keeps meters whose key is revoked.
+	Revoked
+)
 
 // ListMeters returns meters in id order with their latest readings. The
 // latest reading comes from the primary key of readings, one index probe per
@@ -39,9 +61,13 @@ func (s *Store) ListMeters(ctx context.Context, f MeterFilter) ([]MeterSummary, 
 			AND r.timestamp = (SELECT max(timestamp) FROM readings WHERE meter_id = m.id)
 		WHERE m.id > $1
 			AND (CAST($2 AS TEXT) = '' OR substr(m.username, 1, length(CAST($2 AS TEXT))) = CAST($2 AS TEXT))
+			AND (CAST($4 AS INTEGER) = 0
+				OR (CAST($4 AS INTEGER) = 1 AND m.revoked_at IS NULL AND r.timestamp >= $5)
+				OR (CAST($4 AS INTEGER) = 2 AND m.revoked_at IS NULL AND (r.timestamp IS NULL OR r.timestamp < $5))
+				OR (CAST($4 AS INTEGER) = 3 AND m.revoked_at IS NOT NULL))
 		ORDER BY m.id
 		LIMIT $3`
-	rows, err := s.db.QueryContext(ctx, q, f.AfterID, f.UsernamePrefix, f.Limit)
+	rows, err := s.db.QueryContext(ctx, q, f.AfterID, f.UsernamePrefix, f.Limit, int(f.Activity), f.Since.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("list meters: %w", err)
 	}
@@ -134,4 +160,30 @@ func (s *Store) CountReportingMeters(ctx context.Context, since time.Time) (int6
 		return 0, fmt.Errorf("count reporting meters: %w", err)
 	}
 	return n, nil
+}
+
+// MeterCounts counts the meters by state as of an instant: Reporting and
+// Silent count the meters whose key is not revoked, with and without a
+// reading since then; Revoked those whose key is revoked. Registered is
+// the sum of the three.
+type MeterCounts struct {
+	Registered, Reporting, Silent, Revoked int64
+}
+
+// CountMeterStates counts the meters by state as of since: one pass over
+// the meters and, through the readings index on timestamp, over the
+// readings since then.
+func (s *Store) CountMeterStates(ctx context.Context, since time.Time) (MeterCounts, error) {
+	const q = `
+		SELECT count(*),
+			coalesce(sum(CASE WHEN m.revoked_at IS NULL AND r.meter_id IS NOT NULL THEN 1 ELSE 0 END), 0),
+			coalesce(sum(CASE WHEN m.revoked_at IS NOT NULL THEN 1 ELSE 0 END), 0)
+		FROM meters m
+		LEFT JOIN (SELECT DISTINCT meter_id FROM readings WHERE timestamp >= $1) r ON r.meter_id = m.id`
+	var c MeterCounts
+	if err := s.db.QueryRowContext(ctx, q, since.UnixMilli()).Scan(&c.Registered, &c.Reporting, &c.Revoked); err != nil {
+		return MeterCounts{}, fmt.Errorf("count meters by state: %w", err)
+	}
+	c.Silent = c.Registered - c.Reporting - c.Revoked
+	return c, nil
 }

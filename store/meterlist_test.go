@@ -333,3 +333,62 @@ func testCountReportingMeters(t *testing.T, st *store.Store) {
 		}
 	})
 }
+
+// testMeterActivity checks ListMeters' Activity filter and
+// CountMeterStates on one set of meters: reporting, silent with an older
+// reading, silent with none, and revoked after reporting.
+func testMeterActivity(t *testing.T, st *store.Store) {
+	ctx := context.Background()
+	// Before the era of testCountReportingMeters, so as not to disturb it.
+	t0 := time.Date(2033, 1, 1, 0, 0, 0, 0, time.UTC)
+	counts := func() store.MeterCounts {
+		t.Helper()
+		c, err := st.CountMeterStates(ctx, t0)
+		if err != nil {
+			t.Fatalf("CountMeterStates: %v", err)
+		}
+		if c.Registered != c.Reporting+c.Silent+c.Revoked {
+			t.Fatalf("CountMeterStates = %+v: the states do not add up", c)
+		}
+		return c
+	}
+	before := counts()
+	a := newMeter(t, st, "activity-a")
+	b := newMeter(t, st, "activity-b")
+	newMeter(t, st, "activity-c")
+	d := newMeter(t, st, "activity-d")
+	storeReadings(t, st,
+		reading(a.ID, t0.UnixMilli(), 1, 0),
+		reading(b.ID, t0.UnixMilli()-1, 1, 0),
+		reading(d.ID, t0.UnixMilli()+1, 1, 0))
+	if _, err := st.RevokeKey(ctx, d.ID, "", registeredAt.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	after := counts()
+	got := store.MeterCounts{Registered: after.Registered - before.Registered, Reporting: after.Reporting - before.Reporting,
+		Silent: after.Silent - before.Silent, Revoked: after.Revoked - before.Revoked}
+	if want := (store.MeterCounts{Registered: 4, Reporting: 1, Silent: 2, Revoked: 1}); got != want {
+		t.Errorf("CountMeterStates counts %+v of this test's meters, want %+v", got, want)
+	}
+
+	for _, tt := range []struct {
+		name     string
+		activity store.Activity
+		want     []string
+	}{
+		{"Any", store.AnyActivity, []string{"activity-a", "activity-b", "activity-c", "activity-d"}},
+		{"ReportedSince", store.ReportedSince, []string{"activity-a"}},
+		{"SilentSince", store.SilentSince, []string{"activity-b", "activity-c"}},
+		{"Revoked", store.Revoked, []string{"activity-d"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ms, err := st.ListMeters(ctx, store.MeterFilter{UsernamePrefix: "activity-", Activity: tt.activity, Since: t0, Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summaryUsernames(ms); !slices.Equal(got, tt.want) {
+				t.Errorf("ListMeters(%s) = %q, want %q", tt.name, got, tt.want)
+			}
+		})
+	}
+}

@@ -28,6 +28,27 @@ func (s *Store) ReadingsBetween(ctx context.Context, meterID, from, to int64, li
 	return out, nil
 }
 
+// NewestReadingsBetween returns at most limit readings of a meter with
+// from <= timestamp < to (Unix milliseconds), newest first: the primary
+// key read backwards.
+func (s *Store) NewestReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]Reading, error) {
+	const q = `
+		SELECT meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at
+		FROM readings
+		WHERE meter_id = $1 AND timestamp >= $2 AND timestamp < $3
+		ORDER BY timestamp DESC
+		LIMIT $4`
+	var out []Reading
+	err := s.eachReading(ctx, func(r Reading) error {
+		out = append(out, r)
+		return nil
+	}, q, meterID, from, to, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list newest readings of meter %d: %w", meterID, err)
+	}
+	return out, nil
+}
+
 func (s *Store) eachReading(ctx context.Context, fn func(Reading) error, q string, args ...any) error {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {

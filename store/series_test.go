@@ -84,6 +84,20 @@ func testReadingsBetween(t *testing.T, st *store.Store) {
 			if g, w := readingStrings(got), readingStrings(tt.want); !slices.Equal(g, w) {
 				t.Fatalf("ReadingsBetween(%d, %d, %d) =\n\t%v\nwant\n\t%v", tt.from, tt.to, tt.limit, g, w)
 			}
+			// Newest first: the window's last readings, backwards.
+			var wantNewest []store.Reading
+			for i := len(rs) - 1; i >= 0 && len(wantNewest) < tt.limit; i-- {
+				if rs[i].Timestamp >= tt.from && rs[i].Timestamp < tt.to {
+					wantNewest = append(wantNewest, rs[i])
+				}
+			}
+			got, err = st.NewestReadingsBetween(ctx, m.ID, tt.from, tt.to, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, w := readingStrings(got), readingStrings(wantNewest); !slices.Equal(g, w) {
+				t.Fatalf("NewestReadingsBetween(%d, %d, %d) =\n\t%v\nwant\n\t%v", tt.from, tt.to, tt.limit, g, w)
+			}
 		})
 	}
 	t.Run("Paging", func(t *testing.T) {

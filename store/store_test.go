@@ -39,6 +39,7 @@ func TestConformance(t *testing.T) {
 			t.Run("MeterSummaryByID", func(t *testing.T) { testMeterSummaryByID(t, st) })
 			t.Run("CountMeters", func(t *testing.T) { testCountMeters(t, st) })
 			t.Run("CountReportingMeters", func(t *testing.T) { testCountReportingMeters(t, st) })
+			t.Run("MeterActivity", func(t *testing.T) { testMeterActivity(t, st) })
 			t.Run("EnsureServerKey", func(t *testing.T) { testEnsureServerKey(t, st) })
 			t.Run("PartitionMaintenance", func(t *testing.T) { testPartitionMaintenance(t, st, b.Driver()) })
 		})

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -144,6 +145,8 @@ type key struct {
 type result struct {
 	meterID        int64
 	username       string
+	ranged         bool  // the file holds only the readings in [from, to)
+	from, to       int64 // the timestamps the file's rows may have
 	rows, failed   int
 	declared       uint64 // rows the end line declares
 	digestOK       bool
@@ -159,7 +162,12 @@ func (r result) complete() bool { return r.digestOK && r.declared == uint64(r.ro
 
 func (r result) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "meter %d (%s), %d rows: %d verified, %d failed; ", r.meterID, r.username, r.rows, r.rows-r.failed, r.failed)
+	fmt.Fprintf(&b, "meter %d (%s), ", r.meterID, r.username)
+	if r.ranged {
+		fmt.Fprintf(&b, "readings from %s to %s (exclusive), ", time.UnixMilli(r.from).UTC().Format(api.ExportTimeFormat),
+			time.UnixMilli(r.to).UTC().Format(api.ExportTimeFormat))
+	}
+	fmt.Fprintf(&b, "%d rows: %d verified, %d failed; ", r.rows, r.rows-r.failed, r.failed)
 	switch {
 	case r.complete():
 		fmt.Fprintf(&b, "complete: %d rows as declared, SHA-256 matches; ", r.declared)
@@ -245,14 +253,21 @@ func (v *verifier) check(in io.Reader) (result, error) {
 	if res.meterID, res.username, err = api.ParseMeterLine(line); err != nil {
 		return res, fmt.Errorf("line 2: %v", err)
 	}
-	keys := map[string]*key{} // by base64 DER
-	for {
+	if line, err = lr.next(); err != nil {
+		return res, fmt.Errorf("line %d: %w", lr.n, eof(err))
+	}
+	res.from, res.to = math.MinInt64, math.MaxInt64
+	if api.IsRangeLine(line) {
+		if res.from, res.to, err = api.ParseRangeLine(line); err != nil {
+			return res, fmt.Errorf("line %d: %v", lr.n, err)
+		}
+		res.ranged = true
 		if line, err = lr.next(); err != nil {
 			return res, fmt.Errorf("line %d: %w", lr.n, eof(err))
 		}
-		if !strings.HasPrefix(line, "# key,") {
-			break
-		}
+	}
+	keys := map[string]*key{} // by base64 DER
+	for strings.HasPrefix(line, "# key,") {
 		k, err := v.parseKey(line)
 		if err != nil {
 			return res, fmt.Errorf("line %d: %v", lr.n, err)
@@ -261,6 +276,9 @@ func (v *verifier) check(in io.Reader) (result, error) {
 			return res, fmt.Errorf("line %d: key %s declared twice", lr.n, k.Fingerprint)
 		}
 		keys[k.Base64PublicKey] = k
+		if line, err = lr.next(); err != nil {
+			return res, fmt.Errorf("line %d: %w", lr.n, eof(err))
+		}
 	}
 	if len(keys) == 0 {
 		return res, fmt.Errorf("line %d: the file declares no key of the meter", lr.n)
@@ -277,7 +295,7 @@ func (v *verifier) check(in io.Reader) (result, error) {
 			break
 		}
 		res.rows++
-		if err := v.checkRow(line, res.meterID, res.username, keys, &prev); err != nil {
+		if err := v.checkRow(line, &res, keys, &prev); err != nil {
 			res.failed++
 			fmt.Fprintf(v.out, "line %d: %v\n", lr.n, err)
 		}
@@ -338,7 +356,8 @@ func checkColumns(header string) error {
 // checkRow checks one row: the meter's, signed by one of its keys (a
 // pinned one, if any are), received while that key was the meter's, after
 // the row before it in time, every value written as the export writes it.
-func (v *verifier) checkRow(line string, meterID int64, username string, keys map[string]*key, prev *int64) error {
+func (v *verifier) checkRow(line string, res *result, keys map[string]*key, prev *int64) error {
+	meterID, username := res.meterID, res.username
 	f, err := csv.NewReader(strings.NewReader(line)).Read()
 	if err != nil {
 		return fmt.Errorf("not a CSV row: %v", err)
@@ -362,6 +381,9 @@ func (v *verifier) checkRow(line string, meterID int64, username string, keys ma
 		return fmt.Errorf("timestamp %d is not after the row before (%d): rows are out of order or repeated", r.Timestamp, at)
 	}
 	*prev = r.Timestamp
+	if r.Timestamp < res.from || r.Timestamp >= res.to {
+		return fmt.Errorf("timestamp %d is outside the file's range [%d, %d)", r.Timestamp, res.from, res.to)
+	}
 	id, err := api.ParseCanonicalInt(f[0])
 	if err != nil || id != meterID {
 		return fmt.Errorf("meter_id %q: the file is meter %d's", f[0], meterID)

@@ -33,6 +33,7 @@ import (
 // exported is a real export, with what a checker would pin.
 type exported struct {
 	file        string // the export as the server wrote it
+	ranged      string // the export of the third to the seventh reading
 	serverKey   string // GET /signing-key's base64PublicKey
 	fingerprint [2]string
 	meter       *crypto.PrivateKey // the meter's second key, for forgeries
@@ -40,7 +41,7 @@ type exported struct {
 
 // export runs a server on SQLite, registers a meter, stores five readings
 // signed by its first key, replaces the key, stores five more, and
-// returns the meter's export.
+// returns the meter's export, whole and of a range across the swap.
 func export(t *testing.T) exported {
 	t.Helper()
 	now := time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC)
@@ -108,7 +109,9 @@ func export(t *testing.T) exported {
 		t.Fatal(err)
 	}
 	return exported{
-		file:        string(get(fmt.Sprintf("/meters/%d/export.csv", id))),
+		file: string(get(fmt.Sprintf("/meters/%d/export.csv", id))),
+		ranged: string(get(fmt.Sprintf("/meters/%d/export.csv?from=%s&to=%s", id,
+			now.Add(-2*time.Minute-time.Hour+3*time.Minute).Format(time.RFC3339), now.Add(-2*time.Minute-time.Hour+8*time.Minute).Format(time.RFC3339)))),
 		serverKey:   sk.Base64PublicKey,
 		fingerprint: [2]string{k1.Public().Fingerprint().String(), k2.Public().Fingerprint().String()},
 		meter:       k2,
@@ -182,6 +185,12 @@ func TestVerify(t *testing.T) {
 	}{
 		{"OK", e.file, nil, 0, []string{"10 rows: 10 verified, 0 failed", "complete: 10 rows as declared", "not checked"}},
 		{"OKPinned", e.file, pinAll, 0, []string{"10 verified", "server signature: verified"}},
+		{"OKRange", e.ranged, pinAll, 0, []string{
+			"readings from 2026-11-26T07:03:00.000Z to 2026-11-26T07:08:00.000Z (exclusive), 5 rows: 5 verified, 0 failed",
+			"server signature: verified"}},
+		{"ErrRangeNarrowed", join(set(lines(e.ranged), 2, []string{"# range", fmt.Sprint(time.Date(2026, 11, 26, 7, 4, 0, 0, time.UTC).UnixMilli()),
+			fmt.Sprint(time.Date(2026, 11, 26, 7, 8, 0, 0, time.UTC).UnixMilli())})), pinAll, 1,
+			[]string{"line 7: timestamp 1795676580000 is outside the file's range", "ALTERED", "server signature: does not verify"}},
 		{"ErrRowDropped", join(append(append([]string(nil), ls[:firstRow+3]...), ls[firstRow+4:]...)), nil, 1,
 			[]string{"INCOMPLETE: the end line declares 10 rows"}},
 		{"ErrRowDuplicated", join(append(append(append([]string(nil), ls[:firstRow+4]...), ls[firstRow+3]), ls[firstRow+4:]...)), nil, 1,

@@ -13,11 +13,16 @@ import (
 //
 //	# smartmeters export 2
 //	# meter,ID,USERNAME
+//	# range,FROM,TO   (only in an export of part of the readings)
 //	# key,SEQ,FINGERPRINT,ALGORITHM,BASE64_PUBLIC_KEY,ADDED_AT,RETIRED_AT   (one per key the meter has had)
 //	meter_id,username,algorithm,base64_public_key,timestamp,wh_in,wh_out,base64_signature,received_at
 //	…one row per reading…
 //	# end,ROWS,SHA256
 //	# signature,ALGORITHM,FINGERPRINT,BASE64_SIGNATURE
+//
+// FROM and TO bound the timestamp column, in its format (Unix
+// milliseconds): the file holds every reading with FROM <= timestamp < TO.
+// Without a range line it holds every reading of the meter.
 //
 // SHA256 is the hex SHA-256 of every byte of the file before the end line,
 // and ROWS the number of readings; the signature line is the server's
@@ -58,6 +63,7 @@ const ExportTimeFormat = "2006-01-02T15:04:05.000Z"
 const (
 	ExportVersionLine = "# smartmeters export 2"
 	exportMeter       = "# meter,"
+	exportRange       = "# range,"
 	exportKey         = "# key,"
 	exportEnd         = "# end,"
 	exportSignature   = "# signature,"
@@ -76,6 +82,33 @@ type ExportKey struct {
 // MeterLine returns the export line naming meter id.
 func MeterLine(id int64, username string) string {
 	return exportMeter + strconv.FormatInt(id, 10) + "," + username
+}
+
+// RangeLine returns the export line saying that the file holds the
+// readings with from <= timestamp < to (Unix milliseconds).
+func RangeLine(from, to int64) string {
+	return exportRange + strconv.FormatInt(from, 10) + "," + strconv.FormatInt(to, 10)
+}
+
+// IsRangeLine reports whether line is an export's range line.
+func IsRangeLine(line string) bool { return strings.HasPrefix(line, exportRange) }
+
+// ParseRangeLine reads a range line.
+func ParseRangeLine(line string) (from, to int64, err error) {
+	f, err := frameFields(line, exportRange, 2)
+	if err != nil {
+		return 0, 0, err
+	}
+	if from, err = ParseCanonicalInt(f[0]); err != nil {
+		return 0, 0, fmt.Errorf("range start: %v", err)
+	}
+	if to, err = ParseCanonicalInt(f[1]); err != nil {
+		return 0, 0, fmt.Errorf("range end: %v", err)
+	}
+	if to <= from {
+		return 0, 0, fmt.Errorf("range end %d is not after its start %d", to, from)
+	}
+	return from, to, nil
 }
 
 // KeyLine returns the export line of key k.

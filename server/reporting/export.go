@@ -26,15 +26,28 @@ const (
 	exportStall    = 10 * time.Second
 )
 
-// handleExport writes every reading of a meter as a CSV file a third party
+// handleExport writes the readings of a meter as a CSV file a third party
 // can check offline (api's export format, `smartmeters verify`): GET
-// /meters/{id}/export.csv. The file names the meter and its key history,
-// each row the key that signed it; it ends with its row count, its SHA-256
-// and the server's signature of both.
+// /meters/{id}/export.csv?from=&to=. The file names the meter and its key
+// history, each row the key that signed it; it ends with its row count,
+// its SHA-256 and the server's signature of both. Without from and to it
+// holds every reading; with either, those with from <= timestamp < to,
+// which its range line states.
 func (a *API) handleExport(c echo.Context) error {
 	id, err := api.ParseMeterID(c.Param("id"))
 	if err != nil {
 		return err
+	}
+	q := queryParams{c: c}
+	ranged := c.QueryParam("from") != "" || c.QueryParam("to") != ""
+	from, to := q.time("from", minTime), q.time("to", endTime.Add(-time.Millisecond))
+	if q.err != nil {
+		return q.err
+	}
+	if ranged {
+		if err := checkWindow(from, to); err != nil {
+			return err
+		}
 	}
 	ctx := c.Request().Context()
 	ms, err := a.meterSummary(c, id)
@@ -59,6 +72,11 @@ func (a *API) handleExport(c echo.Context) error {
 	ew := newExportWriter(c.Response())
 	ew.line(api.ExportVersionLine)
 	ew.line(api.MeterLine(id, ms.Username))
+	start, end := int64(0), int64(math.MaxInt64)
+	if ranged {
+		start, end = from.UnixMilli(), to.UnixMilli()
+		ew.line(api.RangeLine(start, end))
+	}
 	for _, k := range history {
 		ew.line(api.KeyLine(exportKey(k)))
 	}
@@ -69,8 +87,8 @@ func (a *API) handleExport(c echo.Context) error {
 	// Page by page, so that no database connection is held while the
 	// client reads: a client that stops reading holds only its own
 	// connection, and is cut off once a page has waited exportStall.
-	for from := int64(0); ; {
-		page, err := a.store.ReadingsBetween(ctx, id, from, math.MaxInt64, exportPageRows)
+	for from := start; ; {
+		page, err := a.store.ReadingsBetween(ctx, id, from, end, exportPageRows)
 		if err != nil {
 			a.abortExport(c, id, rows, err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/server/reporting/energy"
+	"smartmeters/store"
 )
 
 // Fleet energy defaults: the last hour in 5-minute buckets, which is what a
@@ -28,6 +29,8 @@ const (
 type fleetFigures struct {
 	MetersRegistered  int64            `json:"metersRegistered"`
 	MetersReporting   int64            `json:"metersReporting"`
+	MetersSilent      int64            `json:"metersSilent"`
+	MetersRevoked     int64            `json:"metersRevoked"`
 	ReportingWindow   string           `json:"reportingWindow"`
 	ReadingsPerSecond float64          `json:"readingsPerSecond"`
 	ReadingsStored    int64            `json:"readingsStored"`
@@ -64,7 +67,7 @@ type fleetBucketJSON struct {
 // GET /fleet?window=60s&bucket=5m&from=&to=.
 func (a *API) handleFleet(c echo.Context) error {
 	q := queryParams{c: c}
-	window := q.duration("window", defaultReportingWindow, time.Second, 24*time.Hour)
+	window := q.duration("window", a.silentAfter, time.Second, 24*time.Hour)
 	name, b := q.bucket("bucket", defaultFleetBucket)
 	now := a.now().UTC()
 	to := q.time("to", now)
@@ -77,13 +80,12 @@ func (a *API) handleFleet(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	out := fleetJSON{GeneratedAt: now, fleetFigures: fleetFigures{ReportingWindow: window.String()}}
-	if out.MetersRegistered, err = a.store.CountMeters(ctx); err != nil {
+	out := fleetJSON{GeneratedAt: now}
+	counts, err := a.store.CountMeterStates(ctx, now.Add(-window))
+	if err != nil {
 		return err
 	}
-	if out.MetersReporting, err = a.store.CountReportingMeters(ctx, now.Add(-window)); err != nil {
-		return err
-	}
+	out.setCounts(counts, window)
 	a.live.fill(&out.fleetFigures, now)
 	sums, err := a.fleetEnergy(ctx, from, to, b)
 	if err != nil {
@@ -91,6 +93,12 @@ func (a *API) handleFleet(c echo.Context) error {
 	}
 	out.Energy = fleetEnergyOut(name, from, to, b, now, sums)
 	return c.JSON(http.StatusOK, out)
+}
+
+// setCounts copies the meter counts of window into f.
+func (f *fleetFigures) setCounts(c store.MeterCounts, window time.Duration) {
+	f.MetersRegistered, f.MetersReporting, f.MetersSilent, f.MetersRevoked = c.Registered, c.Reporting, c.Silent, c.Revoked
+	f.ReportingWindow = window.String()
 }
 
 // fill copies the live figures into f.

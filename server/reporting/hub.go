@@ -1,6 +1,8 @@
 package reporting
 
 import (
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,9 +13,13 @@ import (
 // the fleet event that follows says how many were left out. A client whose
 // buffer of subscriberBuffer events is full has stopped reading and is
 // dropped, so that no client ever slows the ingest path.
+//
+// The hub keeps the last replayEvents reading events, numbered, so that a
+// client that reconnects with Last-Event-ID is sent those it missed.
 const (
 	maxReadingEventsPerSecond = 20
 	subscriberBuffer          = 64
+	replayEvents              = 256
 )
 
 // readingEvent is the data of an SSE "reading" event.
@@ -22,6 +28,7 @@ type readingEvent struct {
 	Timestamp time.Time `json:"timestamp"`
 	WhIn      int64     `json:"whIn"`
 	WhOut     int64     `json:"whOut"`
+	seq       uint64    // the hub's number of the event, from 1
 }
 
 // hub fans stored readings out to the event stream clients.
@@ -29,6 +36,45 @@ type hub struct {
 	n    atomic.Int32
 	mu   sync.RWMutex
 	subs map[*subscriber]struct{}
+
+	// epoch names this process's numbering of events, so that an event id
+	// of another process (a restart, another server) is not taken for one
+	// of its own.
+	epoch    string
+	recentMu sync.Mutex
+	seq      uint64                     // the number of the latest event; guarded by recentMu
+	recent   [replayEvents]readingEvent // by seq % replayEvents; guarded by recentMu
+}
+
+// eventID renders the id of the event numbered seq.
+func (h *hub) eventID(seq uint64) string {
+	return h.epoch + "-" + strconv.FormatUint(seq, 10)
+}
+
+// since returns the kept events numbered after the event id lastID up to
+// and including upTo, and how many events after lastID are no longer kept.
+// An id of another epoch, or none, gives nothing: there is no telling what
+// its client missed.
+func (h *hub) since(lastID string, upTo uint64) (events []readingEvent, lost uint64) {
+	rest, ok := strings.CutPrefix(lastID, h.epoch+"-")
+	if !ok {
+		return nil, 0
+	}
+	last, err := strconv.ParseUint(rest, 10, 64)
+	if err != nil || last >= upTo {
+		return nil, 0
+	}
+	first := last + 1
+	if upTo >= replayEvents && first <= upTo-replayEvents {
+		lost = upTo - replayEvents + 1 - first
+		first = upTo - replayEvents + 1
+	}
+	h.recentMu.Lock()
+	defer h.recentMu.Unlock()
+	for seq := first; seq <= upTo; seq++ {
+		events = append(events, h.recent[seq%replayEvents])
+	}
+	return events, lost
 }
 
 // subscriber is one event stream client.
@@ -42,7 +88,10 @@ type subscriber struct {
 	once    sync.Once
 }
 
-func (h *hub) subscribe() *subscriber {
+// subscribe adds a subscriber and returns it with the number of the
+// latest event it is not sent: every later event is offered to it (and it
+// may be offered some up to that number, which it must skip).
+func (h *hub) subscribe() (*subscriber, uint64) {
 	sub := &subscriber{
 		events: make(chan readingEvent, subscriberBuffer),
 		gone:   make(chan struct{}),
@@ -51,7 +100,10 @@ func (h *hub) subscribe() *subscriber {
 	h.subs[sub] = struct{}{}
 	h.n.Store(int32(len(h.subs)))
 	h.mu.Unlock()
-	return sub
+	h.recentMu.Lock()
+	start := h.seq
+	h.recentMu.Unlock()
+	return sub, start
 }
 
 func (h *hub) unsubscribe(sub *subscriber) {
@@ -61,8 +113,14 @@ func (h *hub) unsubscribe(sub *subscriber) {
 	h.mu.Unlock()
 }
 
-// publish offers ev to every subscriber without waiting for any.
+// publish numbers ev, keeps it for replay and offers it to every
+// subscriber without waiting for any.
 func (h *hub) publish(ev readingEvent, at time.Time) {
+	h.recentMu.Lock()
+	h.seq++
+	ev.seq = h.seq
+	h.recent[ev.seq%replayEvents] = ev
+	h.recentMu.Unlock()
 	if h.n.Load() == 0 {
 		return
 	}

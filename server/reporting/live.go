@@ -2,6 +2,7 @@ package reporting
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,7 @@ func NewLive() *Live {
 		shutdown:        make(map[*http.Server]chan struct{}),
 	}
 	l.hub.subs = make(map[*subscriber]struct{})
+	l.hub.epoch = strconv.FormatInt(time.Now().UnixNano(), 36)
 	return l
 }
 

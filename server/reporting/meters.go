@@ -3,6 +3,7 @@ package reporting
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -12,16 +13,23 @@ import (
 	"smartmeters/store"
 )
 
-// defaultReportingWindow is how recent a meter's last reading must be for
-// the meter to count as reporting, unless a request's window says otherwise.
-const defaultReportingWindow = 60 * time.Second
-
 // Meter states, as the API and the dashboard show them.
 const (
 	stateReporting = "reporting" // a reading within the window, none rejected since
 	stateSilent    = "silent"    // no reading within the window
 	stateRejected  = "rejected"  // a reading rejected within the window
+	stateRevoked   = "revoked"   // the meter's key is revoked, whatever its readings
 )
+
+// stateActivity is what the store can select of each state that ?state=
+// asks for; meterOut decides the rest (a recent rejection is known only
+// to this process).
+var stateActivity = map[string]store.Activity{
+	stateReporting: store.ReportedSince,
+	stateSilent:    store.SilentSince,
+	stateRejected:  store.AnyActivity,
+	stateRevoked:   store.Revoked,
+}
 
 type meterJSON struct {
 	ID            int64           `json:"id"`
@@ -90,6 +98,9 @@ func (a *API) meterOut(ms store.MeterSummary, now time.Time, window time.Duratio
 			out.State = stateRejected
 		}
 	}
+	if ms.RevokedAt != nil {
+		out.State = stateRevoked
+	}
 	return out
 }
 
@@ -99,7 +110,8 @@ type meterListJSON struct {
 	Next *int64 `json:"next,omitempty"`
 }
 
-// handleListMeters lists meters in id order: GET /meters?username=&after=&limit=&window=.
+// handleListMeters lists meters in id order:
+// GET /meters?username=&state=&after=&limit=&window=.
 func (a *API) handleListMeters(c echo.Context) error {
 	q := queryParams{c: c}
 	f := store.MeterFilter{
@@ -107,26 +119,50 @@ func (a *API) handleListMeters(c echo.Context) error {
 		AfterID:        q.int("after", 0, 0, 1<<62),
 		Limit:          int(q.int("limit", defaultPageLimit, 1, maxPageLimit)),
 	}
-	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	window := q.duration("window", a.silentAfter, time.Second, 30*24*time.Hour)
+	state := c.QueryParam("state")
 	if q.err != nil {
 		return q.err
 	}
-	// One more than asked tells whether there is a next page.
+	if state != "" {
+		act, ok := stateActivity[state]
+		if !ok {
+			return api.Errorf(api.InvalidParameter, "state: %q is not one of reporting, silent, rejected, revoked", state)
+		}
+		f.Activity = act
+	}
+	now := a.now()
+	f.Since = now.Add(-window)
+	// One more than asked tells whether there is a next page. The store
+	// selects by time and key; a state that only this process knows (a
+	// recent rejection) is decided here, reading on until the page is full.
 	want := f.Limit
 	f.Limit++
-	ms, err := a.store.ListMeters(c.Request().Context(), f)
-	if err != nil {
-		return err
-	}
-	out := meterListJSON{Meters: make([]meterJSON, 0, min(len(ms), want))}
-	now := a.now()
-	for i, m := range ms {
-		if i == want {
-			next := ms[i-1].ID
-			out.Next = &next
+	var matched []meterJSON
+	for len(matched) <= want {
+		ms, err := a.store.ListMeters(c.Request().Context(), f)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if mj := a.meterOut(m, now, window); state == "" || mj.State == state {
+				matched = append(matched, mj)
+			}
+		}
+		if len(ms) < f.Limit {
 			break
 		}
-		out.Meters = append(out.Meters, a.meterOut(m, now, window))
+		// Reading on for a filter: in the largest pages, so that a sparse
+		// state costs few queries however small the page asked for.
+		f.AfterID, f.Limit = ms[len(ms)-1].ID, maxPageLimit
+	}
+	out := meterListJSON{Meters: matched[:min(len(matched), want)]}
+	if len(matched) > want {
+		next := matched[want-1].ID
+		out.Next = &next
+	}
+	if out.Meters == nil {
+		out.Meters = []meterJSON{}
 	}
 	return c.JSON(http.StatusOK, out)
 }
@@ -138,7 +174,7 @@ func (a *API) handleMeter(c echo.Context) error {
 		return err
 	}
 	q := queryParams{c: c}
-	window := q.duration("window", defaultReportingWindow, time.Second, 30*24*time.Hour)
+	window := q.duration("window", a.silentAfter, time.Second, 30*24*time.Hour)
 	if q.err != nil {
 		return q.err
 	}
@@ -161,14 +197,18 @@ type readingPageJSON struct {
 	MeterID  int64             `json:"meterId"`
 	From     time.Time         `json:"from"`
 	To       time.Time         `json:"to"`
+	Order    string            `json:"order"`
 	Readings []*readingJSONOut `json:"readings"`
-	// Next is the from of the next page; absent on the last page.
+	// Next is where the next page starts: its from in ascending order,
+	// its to in descending order; absent on the last page.
 	Next *time.Time `json:"next,omitempty"`
 }
 
 // handleMeterReadings pages through a meter's readings in time order:
-// GET /meters/{id}/readings?from=&to=&limit=. from is inclusive, to
-// exclusive; they default to the last 24 hours.
+// GET /meters/{id}/readings?from=&to=&limit=&order=. from is inclusive, to
+// exclusive; they default to the last 24 hours. order=desc gives the
+// newest first. Besides next in the body, a Link header (RFC 8288) with
+// rel="next" gives the next page's URL.
 func (a *API) handleMeterReadings(c echo.Context) error {
 	id, err := api.ParseMeterID(c.Param("id"))
 	if err != nil {
@@ -178,8 +218,15 @@ func (a *API) handleMeterReadings(c echo.Context) error {
 	to := q.time("to", a.now().Add(time.Millisecond))
 	from := q.time("from", to.Add(-24*time.Hour))
 	limit := int(q.int("limit", defaultPageLimit, 1, maxPageLimit))
+	order := c.QueryParam("order")
 	if q.err != nil {
 		return q.err
+	}
+	if order == "" {
+		order = "asc"
+	}
+	if order != "asc" && order != "desc" {
+		return api.Errorf(api.InvalidParameter, "order: %q is neither asc nor desc", order)
 	}
 	if err := checkWindow(from, to); err != nil {
 		return err
@@ -187,15 +234,31 @@ func (a *API) handleMeterReadings(c echo.Context) error {
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err
 	}
-	rs, err := a.store.ReadingsBetween(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli(), limit+1)
+	list := a.store.ReadingsBetween
+	if order == "desc" {
+		list = a.store.NewestReadingsBetween
+	}
+	rs, err := list(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli(), limit+1)
 	if err != nil {
 		return err
 	}
-	out := readingPageJSON{MeterID: id, From: from, To: to, Readings: make([]*readingJSONOut, 0, min(len(rs), limit))}
+	out := readingPageJSON{MeterID: id, From: from, To: to, Order: order, Readings: make([]*readingJSONOut, 0, min(len(rs), limit))}
 	for i, r := range rs {
 		if i == limit {
-			next := rs[i-1].Time().Add(time.Millisecond)
+			// Ascending, the next page starts after the last reading;
+			// descending, it ends (exclusive) at the last one.
+			next, bound := rs[i-1].Time().Add(time.Millisecond), "from"
+			if order == "desc" {
+				next, bound = rs[i-1].Time(), "to"
+			}
 			out.Next = &next
+			link := *c.Request().URL
+			qv := link.Query()
+			qv.Set("from", from.Format(time.RFC3339Nano))
+			qv.Set("to", to.Format(time.RFC3339Nano))
+			qv.Set(bound, next.Format(time.RFC3339Nano))
+			link.RawQuery = qv.Encode()
+			c.Response().Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, link.RequestURI()))
 			break
 		}
 		out.Readings = append(out.Readings, readingOut(r))

@@ -28,9 +28,9 @@ type Store interface {
 	MeterSummaryByID(ctx context.Context, id int64) (store.MeterSummary, error)
 	MeterKeys(ctx context.Context, id int64) ([]store.MeterKey, error)
 	ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
+	NewestReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
 	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
-	CountMeters(ctx context.Context) (int64, error)
-	CountReportingMeters(ctx context.Context, since time.Time) (int64, error)
+	CountMeterStates(ctx context.Context, since time.Time) (store.MeterCounts, error)
 	EachRegisterBetween(ctx context.Context, from, to int64, fn func(meterID int64, r crypto.Reading) error) error
 }
 
@@ -40,23 +40,27 @@ type API struct {
 	live       *Live
 	exportKey  *crypto.PrivateKey // signs exports
 	exportsCut prometheus.Counter
-	now        func() time.Time
-	logger     *slog.Logger
+	// silentAfter is how long a meter may go without a reading before it
+	// is silent, unless a request's window says otherwise.
+	silentAfter time.Duration
+	now         func() time.Time
+	logger      *slog.Logger
 }
 
 // New returns the reporting API over st, with the live figures of live,
-// signing exports with exportKey and registering its metrics on reg; now
-// is the clock (nil for time.Now).
-func New(st Store, live *Live, exportKey *crypto.PrivateKey, reg prometheus.Registerer, now func() time.Time, logger *slog.Logger) *API {
+// signing exports with exportKey, calling a meter silent after silentAfter
+// without a reading, and registering its metrics on reg; now is the clock
+// (nil for time.Now).
+func New(st Store, live *Live, exportKey *crypto.PrivateKey, silentAfter time.Duration, reg prometheus.Registerer, now func() time.Time, logger *slog.Logger) *API {
 	if now == nil {
 		now = time.Now
 	}
-	a := &API{store: st, live: live, exportKey: exportKey, now: now, logger: logger}
+	a := &API{store: st, live: live, exportKey: exportKey, silentAfter: silentAfter, now: now, logger: logger}
 	a.exportsCut = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "smartmeters_exports_cut_off_total",
 		Help: "Exports ended before their last row: the client stopped reading, or the store failed.",
 	})
-	reg.MustRegister(a.exportsCut)
+	reg.MustRegister(a.exportsCut, meterStates{a})
 	return a
 }
 

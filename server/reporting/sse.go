@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"smartmeters/store"
 )
 
 // Event stream timing: a fleet event every fleetEventEvery; each write may
@@ -34,7 +35,10 @@ type fleetEventJSON struct {
 // handleEvents streams Server-Sent Events: GET /events. "reading" events
 // carry accepted readings, at most maxReadingEventsPerSecond a second per
 // client (the rest are counted in the next fleet event's skippedReadings);
-// a "fleet" event each second carries the fleet figures. The stream ends
+// a "fleet" event each second carries the fleet figures. Every event's id
+// names the latest reading event the client has had; a client that
+// reconnects with it as Last-Event-ID is first sent the reading events it
+// missed that the hub still keeps. The stream ends
 // when the client goes away, when the server shuts down, or when the client
 // reads too slowly.
 func (a *API) handleEvents(c echo.Context) error {
@@ -48,6 +52,11 @@ func (a *API) handleEvents(c echo.Context) error {
 	res.WriteHeader(http.StatusOK)
 
 	rc := http.NewResponseController(res)
+	hb := &a.live.hub
+	// pos is the number of the latest reading event this client has had
+	// or is not to have: every event carries it as its id, so that a
+	// client resuming with Last-Event-ID misses nothing the hub still keeps.
+	var pos uint64
 	send := func(event string, data any) bool {
 		b, err := json.Marshal(data)
 		if err != nil {
@@ -58,23 +67,36 @@ func (a *API) handleEvents(c echo.Context) error {
 		if err := rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)); err != nil {
 			a.logger.DebugContext(ctx, "events: no write deadline", "err", err)
 		}
-		if _, err := fmt.Fprintf(res, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		if _, err := fmt.Fprintf(res, "id: %s\nevent: %s\ndata: %s\n\n", hb.eventID(pos), event, b); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
 
-	sub := a.live.hub.subscribe()
-	defer a.live.hub.unsubscribe(sub)
+	sub, start := hb.subscribe()
+	defer hb.unsubscribe(sub)
+	missed, lost := hb.since(req.Header.Get("Last-Event-ID"), start)
+	sub.skipped.Add(int64(lost))
 	stop := a.live.shutdownSignal(req)
 	tick := time.NewTicker(fleetEventEvery)
 	defer tick.Stop()
+	for _, ev := range missed {
+		pos = ev.seq
+		if !send("reading", ev) {
+			return nil
+		}
+	}
+	pos = start
 	if !send("fleet", a.fleetEvent(ctx, sub)) {
 		return nil
 	}
 	for {
 		select {
 		case ev := <-sub.events:
+			if ev.seq <= start {
+				continue // kept before this client subscribed, and replayed
+			}
+			pos = ev.seq
 			if !send("reading", ev) {
 				return nil
 			}
@@ -97,42 +119,40 @@ func (a *API) fleetEvent(ctx context.Context, sub *subscriber) fleetEventJSON {
 	now := a.now().UTC()
 	ev := fleetEventJSON{At: now, SkippedReadings: sub.skipped.Load()}
 	a.live.fill(&ev.fleetFigures, now)
-	ev.MetersRegistered, ev.MetersReporting = a.live.counts(ctx, a.store, a.logger, now)
-	ev.ReportingWindow = defaultReportingWindow.String()
+	c, _ := a.meterCounts(ctx, now) // on an error, the last counts
+	ev.setCounts(c, a.silentAfter)
 	return ev
 }
 
-// fleetCounts caches the store's meter counts for the event stream.
+// fleetCounts caches the store's meter counts for the event stream and
+// the smartmeters_meters gauge.
 type fleetCounts struct {
-	mu                    sync.Mutex
-	at                    time.Time
-	registered, reporting int64
+	mu     sync.Mutex
+	at     time.Time
+	counts store.MeterCounts
+	err    error // of the last refresh
 }
 
-// counts returns the registered and reporting meters, asking the store at
-// most every fleetCountsTTL; on a store error it keeps the last figures.
-func (l *Live) counts(ctx context.Context, st Store, logger *slog.Logger, now time.Time) (registered, reporting int64) {
-	fc := &l.fleetCounts
+// meterCounts returns the meters by state as of now, asking the store at
+// most every fleetCountsTTL. When the last refresh failed it returns the
+// last counts it had with that error.
+func (a *API) meterCounts(ctx context.Context, now time.Time) (store.MeterCounts, error) {
+	fc := &a.live.fleetCounts
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	if now.Sub(fc.at) < fleetCountsTTL {
-		return fc.registered, fc.reporting
+	if !fc.at.IsZero() && now.Sub(fc.at) < fleetCountsTTL {
+		return fc.counts, fc.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	reg, err := st.CountMeters(ctx)
-	if err == nil {
-		var rep int64
-		rep, err = st.CountReportingMeters(ctx, now.Add(-defaultReportingWindow))
-		if err == nil {
-			fc.registered, fc.reporting = reg, rep
-		}
-	}
+	c, err := a.store.CountMeterStates(ctx, now.Add(-a.silentAfter))
 	if err != nil {
-		logger.WarnContext(ctx, "events: count meters", "err", err)
+		a.logger.WarnContext(ctx, "count meters", "err", err)
+	} else {
+		fc.counts = c
 	}
-	fc.at = now
-	return fc.registered, fc.reporting
+	fc.at, fc.err = now, err
+	return fc.counts, fc.err
 }
 
 // shutdownSignal returns a channel that is closed when the http.Server

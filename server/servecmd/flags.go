@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/urfave/cli/v2"
@@ -59,6 +60,7 @@ func flags() []cli.Flag {
 
 		&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "drop readings older than this (by timestamp), a month's partition at a time (PostgreSQL); 0 keeps them all", EnvVars: env("RETENTION")},
 		&cli.DurationFlag{Name: "partitions-ahead", Value: def.PartitionsAhead, Usage: "create readings partitions this far ahead of now (PostgreSQL)", EnvVars: env("PARTITIONS_AHEAD")},
+		&cli.DurationFlag{Name: "silent-after", Value: def.SilentAfter, Usage: "a meter without a reading timestamped within this long is silent (reporting API, dashboard, smartmeters_meters); from 1s to 24h", EnvVars: env("SILENT_AFTER")},
 		&cli.DurationFlag{Name: "key-resync", Value: def.KeyResync, Usage: "how often key changes of the last two periods are re-read, as a safety net behind LISTEN/NOTIFY (PostgreSQL)", EnvVars: env("KEY_RESYNC")},
 	}
 }
@@ -81,6 +83,9 @@ func config(c *cli.Context) (server.Config, error) {
 		if c.Duration(name) <= 0 {
 			return cfg, fmt.Errorf("--%s %s: must be positive", name, c.Duration(name))
 		}
+	}
+	if d := c.Duration("silent-after"); d < time.Second || d > 24*time.Hour {
+		return cfg, fmt.Errorf("--silent-after %s: must be from 1s to 24h", d)
 	}
 	for _, name := range []string{"batch-wait", "retention", "partitions-ahead"} {
 		if c.Duration(name) < 0 {
@@ -134,6 +139,7 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.RequestLogEvery = c.Int("request-log-every")
 	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
 	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
+	cfg.SilentAfter = c.Duration("silent-after")
 	if path := c.String("export-key"); path != "" {
 		pemBytes, err := os.ReadFile(path)
 		if err != nil {
