@@ -72,7 +72,7 @@ type Config struct {
 
 	// MQTT configures the MQTT intake, off while MQTT.Broker is empty.
 	// Its limits (MaxBody, MaxBatchBody) are set by New from MaxBodyBytes
-	// and Ingest.MaxBatch, as for HTTP.
+	// and Ingest.MaxBatch, as for HTTP, and its clock is Now.
 	MQTT mqtt.Config
 
 	// Ingest configures the hot path: verification, the key cache, the

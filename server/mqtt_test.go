@@ -308,3 +308,48 @@ func TestMQTTReplicas(t *testing.T) {
 
 // payloadOf is the JSON of v, as a message payload.
 func payloadOf(v any) []byte { return []byte(mustJSON(v)) }
+
+// TestMQTTFlood floods one topic with forgeries while an honest meter
+// publishes on another: past its allowance the flood is refused
+// rate-limited, unread, and every honest reading is stored. The clock is
+// pinned, so that the allowance is exactly the burst.
+func TestMQTTFlood(t *testing.T) {
+	broker, ok := mqtttest.URL(t)
+	if !ok {
+		t.Skip("needs an MQTT broker")
+	}
+	conn := dbtest.SQLite(t).OpenMigrated(t)
+	prefix := mqtttest.Topic(t)
+	const rate, burst, flood, honest = 2, 20, 50, 5 // the burst is ten seconds' worth
+	ms := startMQTT(t, broker, prefix+"/in", clientID(t, broker), server.StoresOf(store.New(conn)), func(c *server.Config) {
+		c.MQTT.Topic, c.MQTT.RatePerTopic = prefix+"/in/readings/+", rate
+	})
+	sub := mqtttest.Subscribe(t, broker, prefix+"/in/results/#")
+	k, victim := newKey(t, "ed25519"), newKey(t, "ed25519")
+	for name, key := range map[string]*crypto.PrivateKey{"honest": k, "victim": victim} {
+		if r := register(t, ms.testServer, name, key); r.status != http.StatusCreated {
+			t.Fatalf("register: %s", r.rawBody)
+		}
+	}
+	pub := mqtttest.NewPublisher(t, broker)
+	ts := now.Add(-time.Hour).UnixMilli()
+	for i := range int64(flood) {
+		forged := signed(t, victim, crypto.Reading{WhIn: 1, Timestamp: ts + i})
+		forged.Reading.WhIn++
+		pub.Publish(t, prefix+"/in/readings/flooder", payloadOf(forged))
+	}
+	for i := range int64(honest) {
+		pub.Publish(t, prefix+"/in/readings/honest", payloadOf(signed(t, k, crypto.Reading{WhIn: 1 + i, Timestamp: ts + i*1000})))
+	}
+	count := map[string]int{}
+	for range flood + honest {
+		r := nextResult(t, sub)
+		count[api.Slug(r.Type)+r.Result]++
+	}
+	if count["rate-limited"] != flood-burst || count["invalid-signature"] != burst || count["stored"] != honest {
+		t.Fatalf("results: %v; want %d rate-limited, %d invalid-signature, %d stored", count, flood-burst, burst, honest)
+	}
+	if n := countReadings(t, conn); n != honest {
+		t.Fatalf("%d rows stored, want %d", n, honest)
+	}
+}

@@ -108,7 +108,7 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 	}
 	s.health = &health{store: stores.Health, schemaCheck: cfg.SchemaCheck, ttl: cfg.SchemaCheckTTL, now: cfg.Now, logger: logger}
 	if cfg.MQTT.Broker != "" {
-		cfg.MQTT.MaxBody, cfg.MQTT.MaxBatchBody = cfg.MaxBodyBytes, s.batchBodyLimit()
+		cfg.MQTT.MaxBody, cfg.MQTT.MaxBatchBody, cfg.MQTT.Now = cfg.MaxBodyBytes, s.batchBodyLimit(), cfg.Now
 		s.mqtt, err = mqtt.New(cfg.MQTT, s.ingest, intakeBudget{s.budget}, s.metrics.registry, logger)
 		if err != nil {
 			return nil, err

@@ -34,6 +34,7 @@ import (
 	"smartmeters/crypto"
 	"smartmeters/server/api"
 	"smartmeters/server/ingest"
+	"smartmeters/server/ratelimit"
 )
 
 // Defaults of Config.
@@ -74,6 +75,16 @@ type Config struct {
 	// RetryMax is the longest wait between two attempts to connect, or to
 	// store a message the store did not take.
 	RetryMax time.Duration
+
+	// RatePerTopic limits the messages a second taken from each topic,
+	// with bursts of ten seconds' worth; 0 means no limit. The topic is
+	// the one source of a message that a subscriber can tell: with a
+	// topic per publisher (Topic smartmeters/readings/+, and a broker ACL
+	// that lets each client write only its own), one publisher's flood is
+	// refused without holding up the others. Now is the clock of the
+	// limit; nil means time.Now.
+	RatePerTopic float64
+	Now          func() time.Time
 }
 
 // Ingest is what the intake needs of the ingest path.
@@ -92,12 +103,13 @@ type Budget interface {
 
 // Intake subscribes to readings and stores them. Run it once.
 type Intake struct {
-	cfg     Config
-	tls     *tls.Config
-	ingest  Ingest
-	budget  Budget
-	logger  *slog.Logger
-	metrics *metrics
+	cfg      Config
+	tls      *tls.Config
+	ingest   Ingest
+	budget   Budget
+	logger   *slog.Logger
+	metrics  *metrics
+	perTopic *ratelimit.Buckets[string]
 
 	connected atomic.Bool
 	client    paho.Client
@@ -134,7 +146,16 @@ func New(cfg Config, in Ingest, budget Budget, reg prometheus.Registerer, logger
 	if err != nil {
 		return nil, err
 	}
-	return &Intake{cfg: cfg, tls: tlsCfg, ingest: in, budget: budget, logger: logger, metrics: newMetrics(reg)}, nil
+	if !(cfg.RatePerTopic >= 0) {
+		return nil, fmt.Errorf("MQTT rate per topic %g: must be 0 (no limit) or more", cfg.RatePerTopic)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Intake{
+		cfg: cfg, tls: tlsCfg, ingest: in, budget: budget, logger: logger, metrics: newMetrics(reg),
+		perTopic: ratelimit.New[string](cfg.RatePerTopic, 0),
+	}, nil
 }
 
 // checkTopicFilter accepts a topic filter with + wildcards as whole levels.
@@ -279,14 +300,20 @@ func (in *Intake) handle(_ paho.Client, m paho.Message) {
 		return
 	}
 	defer in.inFlight.Done()
-	if in.process(in.ctx, m.Payload()) {
+	if in.process(in.ctx, m.Topic(), m.Payload()) {
 		m.Ack()
 	}
 }
 
-// process stores the readings of payload and publishes their results,
-// and reports whether they are all final.
-func (in *Intake) process(ctx context.Context, payload []byte) bool {
+// process stores the readings of payload, published on topic, and
+// publishes their results, and reports whether they are all final.
+func (in *Intake) process(ctx context.Context, topic string, payload []byte) bool {
+	if ok, wait := in.perTopic.Take(topic, 1, in.cfg.Now()); !ok {
+		p := api.Errorf(api.RateLimited, "topic %s carries more than %g messages a second; retry in %s",
+			topic, in.perTopic.Rate(), wait.Round(time.Millisecond))
+		in.publishProblem(in.ingest.Refuse(p))
+		return true
+	}
 	batch := isArray(payload)
 	limit := in.cfg.MaxBody
 	if batch {
@@ -392,8 +419,8 @@ func (in *Intake) publish(r ingest.Result) {
 	in.send(in.cfg.ResultsTopic+"/"+level, a)
 }
 
-// publishProblem sends the problem that refused a payload as a whole to
-// the results topic of unknown keys.
+// publishProblem sends the problem that refused a payload as a whole,
+// unread, to the results topic of unknown keys.
 func (in *Intake) publishProblem(err error) {
 	var p *api.Problem
 	if !errors.As(err, &p) {

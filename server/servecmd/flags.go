@@ -62,6 +62,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "mqtt-topic", Value: def.MQTT.Topic, Usage: "MQTT topic filter readings are published on (+ wildcards allowed); replicas share it as $share/smartmeters/<topic>", EnvVars: env("MQTT_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-results-topic", Value: def.MQTT.ResultsTopic, Usage: "MQTT topic under which each reading's result is published, as <topic>/<key fingerprint>", EnvVars: env("MQTT_RESULTS_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-client-id", Usage: "MQTT client ID of this replica's persistent session: stable across restarts, different for each replica", DefaultText: "smartmeters-<hostname>-<--listen port>", EnvVars: env("MQTT_CLIENT_ID")},
+		&cli.Float64Flag{Name: "mqtt-rate-per-topic", Value: def.MQTT.RatePerTopic, Usage: "MQTT messages a second taken from each topic, in bursts of 10 s worth (refused rate-limited beyond); with a topic per publisher, a per-publisher limit; 0 means no limit", EnvVars: env("MQTT_RATE_PER_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-ca-cert", TakesFile: true, Usage: "PEM CA file that signs the mqtts:// broker's certificate; default: the system's CAs", EnvVars: env("MQTT_CA_CERT")},
 		&cli.StringFlag{Name: "mqtt-cert", TakesFile: true, Usage: "PEM client certificate file for an mqtts:// broker that demands one (with --mqtt-key)", EnvVars: env("MQTT_CERT")},
 		&cli.StringFlag{Name: "mqtt-key", TakesFile: true, Usage: "PEM private key file of --mqtt-cert", EnvVars: env("MQTT_KEY")},
@@ -101,7 +102,7 @@ func config(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
 		}
 	}
-	for _, name := range []string{"rate-per-key", "rate-per-address"} {
+	for _, name := range []string{"rate-per-key", "rate-per-address", "mqtt-rate-per-topic"} {
 		if v := c.Float64(name); !(v >= 0) {
 			return cfg, fmt.Errorf("--%s %g: must be 0 (no limit) or more", name, v)
 		}
@@ -146,6 +147,7 @@ func config(c *cli.Context) (server.Config, error) {
 	if cfg.MQTT.Broker = c.String("mqtt-broker"); cfg.MQTT.Broker != "" {
 		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
 		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")
+		cfg.MQTT.RatePerTopic = c.Float64("mqtt-rate-per-topic")
 		if cfg.MQTT.ClientID = c.String("mqtt-client-id"); cfg.MQTT.ClientID == "" {
 			cfg.MQTT.ClientID = defaultClientID(cfg.Listen)
 		}

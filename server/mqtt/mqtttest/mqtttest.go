@@ -97,12 +97,27 @@ func (s *Subscriber) Next(t testing.TB) Message {
 	}
 }
 
-// Publish publishes payload on topic with QoS 1 and waits for the
-// broker's acknowledgement.
+// Publish publishes payload on topic with QoS 1 from a client of its own
+// and waits for the broker's acknowledgement.
 func Publish(t testing.TB, url, topic string, payload []byte) {
 	t.Helper()
-	c := connect(t, url, "pub-"+Random(), true)
-	tok := c.Publish(topic, 1, false, payload)
+	NewPublisher(t, url).Publish(t, topic, payload)
+}
+
+// Publisher is one client that publishes many messages.
+type Publisher struct{ c paho.Client }
+
+// NewPublisher connects a publisher, disconnected when the test ends.
+func NewPublisher(t testing.TB, url string) *Publisher {
+	t.Helper()
+	return &Publisher{connect(t, url, "pub-"+Random(), true)}
+}
+
+// Publish publishes payload on topic with QoS 1 and waits for the
+// broker's acknowledgement.
+func (p *Publisher) Publish(t testing.TB, topic string, payload []byte) {
+	t.Helper()
+	tok := p.c.Publish(topic, 1, false, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("publish on %s: %v", topic, tok.Error())
 	}
