@@ -126,7 +126,7 @@ func DefaultConfig() Config {
 		SchemaCheckTTL:        5 * time.Second,
 		Ingest:                ingest.DefaultConfig(),
 		MQTT: mqtt.Config{
-			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, RetryMax: 10 * time.Second,
+			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second,
 		},
 		PartitionsAhead:     62 * 24 * time.Hour,
 		PartitionCheckEvery: time.Hour,

@@ -64,6 +64,11 @@ type Config struct {
 	// ClientID names this replica's persistent session at the broker; it
 	// must be stable across restarts and differ between replicas.
 	ClientID string
+	// Shared subscribes as $share/<ShareGroup>/<Topic>, so that replicas
+	// split the messages; off, as plain Topic, for a single replica on a
+	// broker whose shared subscriptions lose messages (Mosquitto 2.0.11
+	// does, when it is restarted and a subscriber then dies).
+	Shared bool
 	// CACert names a PEM file of the CAs that sign the broker's
 	// certificate (mqtts; default: the system's); Cert and Key a client
 	// certificate and its key, for brokers that demand one.
@@ -152,6 +157,7 @@ func New(cfg Config, in Ingest, budget Budget, reg prometheus.Registerer, logger
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	logPaho(logger)
 	return &Intake{
 		cfg: cfg, tls: tlsCfg, ingest: in, budget: budget, logger: logger, metrics: newMetrics(reg),
 		perTopic: ratelimit.New[string](cfg.RatePerTopic, 0),
@@ -222,7 +228,10 @@ func (in *Intake) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in.ctx = ctx
-	share := "$share/" + ShareGroup + "/" + in.cfg.Topic
+	filter := in.cfg.Topic
+	if in.cfg.Shared {
+		filter = "$share/" + ShareGroup + "/" + in.cfg.Topic
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(in.cfg.Broker).
 		SetClientID(in.cfg.ClientID).
@@ -241,14 +250,14 @@ func (in *Intake) Run(ctx context.Context) error {
 		// goes to the default handler.
 		SetDefaultPublishHandler(in.handle).
 		SetOnConnectHandler(func(c paho.Client) {
-			tok := c.Subscribe(share, 1, nil)
+			tok := c.Subscribe(filter, 1, nil)
 			go func() {
 				if tok.Wait(); tok.Error() != nil {
-					in.logger.Error("MQTT subscribe", "topic", share, "err", tok.Error())
+					in.logger.Error("MQTT subscribe", "topic", filter, "err", tok.Error())
 					return
 				}
 				in.setConnected(true)
-				in.logger.Info("MQTT intake connected", "broker", in.cfg.Broker, "topic", share, "client_id", in.cfg.ClientID)
+				in.logger.Info("MQTT intake connected", "broker", in.cfg.Broker, "topic", filter, "client_id", in.cfg.ClientID)
 			}()
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
@@ -450,4 +459,16 @@ func backoff(attempt int, most time.Duration) time.Duration {
 		ceiling = min(100*time.Millisecond<<(attempt-1), most)
 	}
 	return rand.N(ceiling) + 1
+}
+
+var logPahoOnce sync.Once
+
+// logPaho sends what the client library logs as errors and warnings to
+// logger (the library's loggers are global: the first intake's wins).
+func logPaho(logger *slog.Logger) {
+	logPahoOnce.Do(func() {
+		paho.CRITICAL = slog.NewLogLogger(logger.Handler(), slog.LevelError)
+		paho.ERROR = slog.NewLogLogger(logger.Handler(), slog.LevelError)
+		paho.WARN = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	})
 }

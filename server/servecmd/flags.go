@@ -60,6 +60,7 @@ func flags() []cli.Flag {
 
 		&cli.StringFlag{Name: "mqtt-broker", Usage: "MQTT broker to take readings from too: mqtt://host:1883, or mqtts://host:8883 for TLS (a user:password@ in it is sent); empty: no MQTT intake", EnvVars: env("MQTT_BROKER")},
 		&cli.StringFlag{Name: "mqtt-topic", Value: def.MQTT.Topic, Usage: "MQTT topic filter readings are published on (+ wildcards allowed); replicas share it as $share/smartmeters/<topic>", EnvVars: env("MQTT_TOPIC")},
+		&cli.BoolFlag{Name: "mqtt-shared", Value: def.MQTT.Shared, Usage: "subscribe as $share/smartmeters/<topic>, so that replicas split the readings; --mqtt-shared=false for a single replica on a broker whose shared subscriptions lose messages (Mosquitto 2.0.11 across a broker restart)", EnvVars: env("MQTT_SHARED")},
 		&cli.StringFlag{Name: "mqtt-results-topic", Value: def.MQTT.ResultsTopic, Usage: "MQTT topic under which each reading's result is published, as <topic>/<key fingerprint>", EnvVars: env("MQTT_RESULTS_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-client-id", Usage: "MQTT client ID of this replica's persistent session: stable across restarts, different for each replica", DefaultText: "smartmeters-<hostname>-<--listen port>", EnvVars: env("MQTT_CLIENT_ID")},
 		&cli.Float64Flag{Name: "mqtt-rate-per-topic", Value: def.MQTT.RatePerTopic, Usage: "MQTT messages a second taken from each topic, in bursts of 10 s worth (refused rate-limited beyond); with a topic per publisher, a per-publisher limit; 0 means no limit", EnvVars: env("MQTT_RATE_PER_TOPIC")},
@@ -147,7 +148,7 @@ func config(c *cli.Context) (server.Config, error) {
 	if cfg.MQTT.Broker = c.String("mqtt-broker"); cfg.MQTT.Broker != "" {
 		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
 		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")
-		cfg.MQTT.RatePerTopic = c.Float64("mqtt-rate-per-topic")
+		cfg.MQTT.RatePerTopic, cfg.MQTT.Shared = c.Float64("mqtt-rate-per-topic"), c.Bool("mqtt-shared")
 		if cfg.MQTT.ClientID = c.String("mqtt-client-id"); cfg.MQTT.ClientID == "" {
 			cfg.MQTT.ClientID = defaultClientID(cfg.Listen)
 		}

@@ -174,15 +174,22 @@ func StartPrivate(t testing.TB) *Private {
 	}
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	l.Close()
-	dir := t.TempDir()
-	// Mosquitto started as root runs as the user mosquitto: let it write.
+	// Mosquitto started as root runs as the user mosquitto, which must
+	// reach and write its directory: not one under t.TempDir's private
+	// parent.
+	dir, err := os.MkdirTemp("", "mosquitto-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	// No limit on the messages queued for a session that is away: a broker
-	// that drops what it acknowledged would lose readings.
+	// Room for every message queued for a session that is away: a broker
+	// that drops what it acknowledged would lose readings. (0, "no limit",
+	// stops delivery altogether on Mosquitto before 2.0.12.)
 	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"+
-		"autosave_interval 1\nmax_queued_messages 0\nlog_dest file %s/mosquitto.log\n", port, dir, dir)
+		"autosave_interval 1\nmax_queued_messages 1000000\nlog_dest file %s/mosquitto.log\n", port, dir, dir)
 	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
