@@ -219,8 +219,9 @@ func (cfg Config) tlsConfig(on bool) (*tls.Config, error) {
 // subscribed.
 func (in *Intake) Connected() bool { return in.connected.Load() }
 
-// Run connects to the broker, retrying with backoff until it answers,
-// and stores the readings it delivers until ctx is done. Then it stops
+// Run connects to the broker, retrying every second until it answers and
+// with backoff up to RetryMax once a connection is lost, and stores the
+// readings it delivers until ctx is done. Then it stops
 // taking messages, lets those in progress finish (a message not yet
 // stored is left unacknowledged, for the broker to deliver again) and
 // disconnects.
