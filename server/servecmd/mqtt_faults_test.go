@@ -99,8 +99,10 @@ func testMQTTFaults(t *testing.T, bin string, shared, restartBroker bool) {
 	}()
 	first := time.Now().Add(-24 * time.Hour).UnixMilli()
 	window := make(chan struct{}, 64) // messages in flight
-	var wg sync.WaitGroup
+	var wg sync.WaitGroup // the publishes in flight
+	published := make(chan struct{})
 	go func() {
+		defer close(published)
 		for seq := range int64(perMeter) {
 			for _, k := range keys {
 				r := crypto.Reading{WhIn: 1000 + seq, WhOut: seq, Timestamp: first + seq*1000}
@@ -154,6 +156,7 @@ func testMQTTFaults(t *testing.T, bin string, shared, restartBroker bool) {
 	}
 	waitStored(3 * total / 4)
 	kill()
+	<-published
 	wg.Wait()
 	deadline := time.Now().Add(60 * time.Second)
 	for countRows(t, db) < total {
