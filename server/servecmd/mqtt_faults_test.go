@@ -99,7 +99,7 @@ func testMQTTFaults(t *testing.T, bin string, shared, restartBroker bool) {
 	}()
 	first := time.Now().Add(-24 * time.Hour).UnixMilli()
 	window := make(chan struct{}, 64) // messages in flight
-	var wg sync.WaitGroup // the publishes in flight
+	var wg sync.WaitGroup             // the publishes in flight
 	published := make(chan struct{})
 	go func() {
 		defer close(published)
