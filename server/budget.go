@@ -154,3 +154,11 @@ func (c *budgetConn) Close() error {
 	c.once.Do(func() { c.budget.give(c.client, c.cost) })
 	return c.Conn.Close()
 }
+
+// intakeBudget holds the payloads of the MQTT intake in the budget. The
+// intake is one client of it, under the zero netip.Addr, which no peer
+// has: one flood of messages cannot take what HTTP clients need.
+type intakeBudget struct{ b *memoryBudget }
+
+func (ib intakeBudget) Take(n int64) bool { return ib.b.take(netip.Addr{}, n) }
+func (ib intakeBudget) Give(n int64)      { ib.b.give(netip.Addr{}, n) }

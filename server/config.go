@@ -7,6 +7,7 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/server/ingest"
+	"smartmeters/server/mqtt"
 )
 
 // Config is the configuration of a server and of the background work
@@ -75,6 +76,11 @@ type Config struct {
 	// overrides it.
 	SilentAfter time.Duration
 
+	// MQTT configures the MQTT intake, off while MQTT.Broker is empty.
+	// Its limits (MaxBody, MaxBatchBody) are set by New from MaxBodyBytes
+	// and Ingest.MaxBatch, as for HTTP, and its clock is Now.
+	MQTT mqtt.Config
+
 	// Ingest configures the hot path: verification, the key cache, the
 	// group commit and the per-meter rate limit. Its clock is Now.
 	Ingest ingest.Config
@@ -126,8 +132,11 @@ func DefaultConfig() Config {
 		SchemaCheckTTL:        5 * time.Second,
 		SilentAfter:           time.Minute,
 		Ingest:                ingest.DefaultConfig(),
-		PartitionsAhead:       62 * 24 * time.Hour,
-		PartitionCheckEvery:   time.Hour,
-		KeyResync:             30 * time.Second,
+		MQTT: mqtt.Config{
+			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second,
+		},
+		PartitionsAhead:     62 * 24 * time.Hour,
+		PartitionCheckEvery: time.Hour,
+		KeyResync:           30 * time.Second,
 	}
 }

@@ -22,7 +22,8 @@ type HealthStore interface {
 // schema version at most once per ttl.
 type health struct {
 	store       HealthStore
-	schemaCheck func(context.Context) error // nil: none
+	schemaCheck func(context.Context) error   // nil: none
+	mqtt        interface{ Connected() bool } // nil: no MQTT intake
 	ttl         time.Duration
 	now         func() time.Time
 	logger      *slog.Logger
@@ -38,7 +39,11 @@ func (h *health) handleHealthz(c echo.Context) error {
 
 // handleReadyz answers 200 when the store answers and its schema is current,
 // 503 otherwise, so that an orchestrator can hold traffic back from an
-// instance that cannot store.
+// instance that cannot store. With an MQTT intake, the answer says whether
+// it is connected ("mqtt": "connected" or "disconnected"), without making
+// the instance unready: HTTP is served all the same, and every replica
+// shares the broker, so that a broker outage would otherwise take HTTP
+// down with it.
 func (h *health) handleReadyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
@@ -50,7 +55,14 @@ func (h *health) handleReadyz(c echo.Context) error {
 		h.logger.Warn("not ready", "err", err)
 		return api.Errorf(api.Unavailable, "the database schema is not what this binary needs; run smartmeters migrate up")
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	answer := map[string]string{"status": "ready"}
+	if h.mqtt != nil {
+		answer["mqtt"] = "disconnected"
+		if h.mqtt.Connected() {
+			answer["mqtt"] = "connected"
+		}
+	}
+	return c.JSON(http.StatusOK, answer)
 }
 
 // checkSchema returns the error of the latest schema check, running it

@@ -238,7 +238,7 @@ func TestMetrics(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodGet, ts.admin+"/metrics", nil)
 	r := do(t, req)
 	for _, line := range []string{
-		"smartmeters_readings_received_total 3",
+		`smartmeters_readings_received_total{transport="http"} 3`,
 		"smartmeters_readings_stored_total 1",
 		"smartmeters_readings_duplicate_total 1",
 		`smartmeters_readings_rejected_total{reason="unknown-key"} 1`,

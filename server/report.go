@@ -6,6 +6,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/server/api"
+	"smartmeters/server/ingest"
 )
 
 // handleReportReading stores one signed reading: POST /reportReading.
@@ -20,7 +21,7 @@ func (s *Server) handleReportReading(c echo.Context) error {
 		return s.ingest.Refuse(err)
 	}
 	defer done()
-	res := s.ingest.Report(c.Request().Context(), body)
+	res := s.ingest.Report(c.Request().Context(), ingest.HTTP, body)
 	if res.Problem != nil {
 		return res.Problem
 	}
@@ -43,19 +44,16 @@ func (s *Server) handleReportReadings(c echo.Context) error {
 		return s.ingest.Refuse(err)
 	}
 	defer done()
-	results, err := s.ingest.ReportBatch(c.Request().Context(), body)
+	results, err := s.ingest.ReportBatch(c.Request().Context(), ingest.HTTP, body)
 	if err != nil {
 		return err
 	}
 	out := api.BatchResponse{Results: make([]api.BatchResult, len(results))}
 	for i, r := range results {
 		if r.Problem != nil {
-			p := s.problemOf(c, r.Problem)
-			setRetryAfter(c, p)
-			out.Results[i] = api.BatchResult{Status: p.Status, Type: p.Type, Title: p.Title, Detail: p.Detail}
-			continue
+			setRetryAfter(c, r.Problem)
 		}
-		out.Results[i] = api.BatchResult{Status: r.Code, Result: r.Response.Status, MeterID: r.Response.MeterID, Timestamp: r.Response.Timestamp}
+		out.Results[i] = r.Answer()
 	}
 	return c.JSON(http.StatusOK, out)
 }

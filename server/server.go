@@ -29,6 +29,7 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/server/ingest"
+	"smartmeters/server/mqtt"
 	"smartmeters/server/ratelimit"
 	"smartmeters/server/reporting"
 	"smartmeters/store"
@@ -65,6 +66,7 @@ type Server struct {
 	registry  *registryAPI
 	health    *health
 	metrics   *metrics
+	mqtt      *mqtt.Intake // nil unless configured
 	budget    *memoryBudget
 	perAddr   *ratelimit.Buckets[netip.Addr]
 	slots     chan struct{} // one per public request in progress; nil means no cap
@@ -106,6 +108,14 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 		now:    cfg.Now, logger: logger,
 	}
 	s.health = &health{store: stores.Health, schemaCheck: cfg.SchemaCheck, ttl: cfg.SchemaCheckTTL, now: cfg.Now, logger: logger}
+	if cfg.MQTT.Broker != "" {
+		cfg.MQTT.MaxBody, cfg.MQTT.MaxBatchBody, cfg.MQTT.Now = cfg.MaxBodyBytes, s.batchBodyLimit(), cfg.Now
+		s.mqtt, err = mqtt.New(cfg.MQTT, s.ingest, intakeBudget{s.budget}, s.metrics.registry, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.health.mqtt = s.mqtt
+	}
 	s.perAddr = ratelimit.New[netip.Addr](cfg.RatePerAddress, cfg.RateBurstPerAddress)
 	if cfg.MaxConcurrentRequests > 0 {
 		s.slots = make(chan struct{}, cfg.MaxConcurrentRequests)
@@ -114,6 +124,10 @@ func New(cfg Config, stores Stores, logger *slog.Logger) (*Server, error) {
 	s.route()
 	return s, nil
 }
+
+// MQTT returns the MQTT intake, for the command to run beside the
+// listeners, or nil when none is configured.
+func (s *Server) MQTT() *mqtt.Intake { return s.mqtt }
 
 // Keys returns the key cache of the ingest path, for whoever follows the
 // key changes made through other servers (background.KeyChanges).

@@ -31,6 +31,11 @@ type BenchConfig struct {
 	Concurrency int            // requests in flight; default 64
 	Progress    io.Writer      // one line per phase; nil for none
 	RootCAs     *x509.CertPool // CAs trusted for https URLs; nil means the system's
+	// MQTT, when its Broker is set, carries the readings through an MQTT
+	// broker: each body is published with QoS 1 and is done once the
+	// results of all its readings have come. Meters are still registered
+	// on AdminURL.
+	MQTT MQTTConfig
 }
 
 // BenchResult is what one Bench run measured.
@@ -39,7 +44,7 @@ type BenchResult struct {
 	Stored         int64         // answered 201
 	Duplicates     int64         // answered 200 (a duplicate)
 	Errors         int64         // any other answer, or no answer
-	Requests       int64         // HTTP requests completed
+	Requests       int64         // HTTP requests (MQTT messages) completed
 	Elapsed        time.Duration // time spent driving the server
 	P50, P99       time.Duration // request latency
 	VerifyOneCore  float64       // signatures this machine verifies per second on one core
@@ -136,9 +141,16 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		total = int(cfg.Duration.Seconds() * presignRate)
 	}
 	start = time.Now()
-	bodies, err := presign(ctx, ids, total, cfg.Batch, time.Now())
+	bodies, keys, err := presign(ctx, ids, total, cfg.Batch, time.Now())
 	if err != nil {
 		return BenchResult{}, err
+	}
+	var link *mqttLink
+	if cfg.MQTT.Broker != "" {
+		if link, err = dialMQTT(ctx, cfg.MQTT.withDefaults()); err != nil {
+			return BenchResult{}, err
+		}
+		defer link.close()
 	}
 	fmt.Fprintf(progress, "signed %d readings in %d requests in %s\n", total, len(bodies), time.Since(start).Round(time.Millisecond))
 
@@ -146,7 +158,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if err != nil {
 		return BenchResult{}, err
 	}
-	res := drive(ctx, sim.client.http, cfg, bodies, total)
+	res := drive(ctx, sim.client.http, link, cfg, bodies, keys, total)
 	fmt.Fprintf(progress, "sent %d readings in %s: %d stored, %d duplicates, %d errors\n",
 		res.Readings, res.Elapsed.Round(time.Millisecond), res.Stored, res.Duplicates, res.Errors)
 	cpu1, err := serverCPU(ctx, sim.client.http, cfg.AdminURL)
@@ -164,15 +176,17 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 
 // presign builds the request bodies: total readings, round robin over the
 // meters, each meter's registers rising a second apart and ending before
-// now, grouped batch to a body.
-func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Time) ([][]byte, error) {
+// now, grouped batch to a body; and the names of each body's readings.
+func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Time) ([][]byte, [][]resultKey, error) {
 	pubs := make([]string, len(ids))
+	fps := make([]crypto.Fingerprint, len(ids))
 	for i, id := range ids {
-		pubs[i] = id.Key.Public().Base64()
+		pubs[i], fps[i] = id.Key.Public().Base64(), id.Key.Public().Fingerprint()
 	}
 	perMeter := (total + len(ids) - 1) / len(ids)
 	first := now.Add(-time.Duration(perMeter+1) * time.Second).UnixMilli()
 	bodies := make([][]byte, (total+batch-1)/batch)
+	keys := make([][]resultKey, len(bodies))
 	workers := runtime.GOMAXPROCS(0)
 	var next atomic.Int64
 	var firstErr error
@@ -187,6 +201,7 @@ func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Tim
 				}
 				lo, hi := b*batch, min((b+1)*batch, total)
 				buf := make([]byte, 0, (hi-lo)*256)
+				keys[b] = make([]resultKey, 0, hi-lo)
 				if batch > 1 {
 					buf = append(buf, '[')
 				}
@@ -202,6 +217,7 @@ func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Tim
 						buf = append(buf, ',')
 					}
 					buf = api.AppendReport(buf, pubs[m], sig, r)
+					keys[b] = append(keys[b], resultKey{fps[m], r.Timestamp})
 				}
 				if batch > 1 {
 					buf = append(buf, ']')
@@ -212,14 +228,15 @@ func presign(ctx context.Context, ids []MeterKey, total, batch int, now time.Tim
 	}
 	wg.Wait()
 	if firstErr != nil {
-		return nil, fmt.Errorf("sign readings: %w", firstErr)
+		return nil, nil, fmt.Errorf("sign readings: %w", firstErr)
 	}
-	return bodies, ctx.Err()
+	return bodies, keys, ctx.Err()
 }
 
 // drive sends bodies with cfg.Concurrency requests in flight until they
-// run out or cfg.Duration passes.
-func drive(ctx context.Context, hc *http.Client, cfg BenchConfig, bodies [][]byte, total int) BenchResult {
+// run out or cfg.Duration passes: over HTTP, or through link when it is
+// not nil.
+func drive(ctx context.Context, hc *http.Client, link *mqttLink, cfg BenchConfig, bodies [][]byte, keys [][]resultKey, total int) BenchResult {
 	url := strings.TrimRight(cfg.PublicURL, "/") + api.PathReportReading
 	if cfg.Batch > 1 {
 		url = strings.TrimRight(cfg.PublicURL, "/") + api.PathReportReadings
@@ -246,7 +263,12 @@ func drive(ctx context.Context, hc *http.Client, cfg BenchConfig, bodies [][]byt
 				}
 				n := int64(min(cfg.Batch, total-i*cfg.Batch))
 				t0 := time.Now()
-				s, d, e := post(ctx, hc, url, bodies[i], cfg.Batch > 1, n)
+				var s, d, e int64
+				if link != nil {
+					s, d, e = publish(ctx, link, bodies[i], keys[i])
+				} else {
+					s, d, e = post(ctx, hc, url, bodies[i], cfg.Batch > 1, n)
+				}
 				if ctx.Err() != nil && e > 0 {
 					return // cut off by the clock: not an error of the server's
 				}
@@ -300,6 +322,28 @@ func post(ctx context.Context, hc *http.Client, url string, body []byte, batch b
 	}
 	for _, r := range out.Results {
 		switch r.Status {
+		case http.StatusCreated:
+			stored++
+		case http.StatusOK:
+			dups++
+		default:
+			errs++
+		}
+	}
+	return stored, dups, errs
+}
+
+// publish publishes one body through link and counts the results of its
+// readings.
+func publish(ctx context.Context, link *mqttLink, body []byte, keys []resultKey) (stored, dups, errs int64) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
+	defer cancel()
+	reps, err := link.exchange(ctx, body, keys)
+	if err != nil {
+		return 0, 0, int64(len(keys))
+	}
+	for _, r := range reps {
+		switch r.status {
 		case http.StatusCreated:
 			stored++
 		case http.StatusOK:

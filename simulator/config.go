@@ -72,6 +72,11 @@ type Config struct {
 	// Location is the local time of the load and solar profiles; default
 	// time.Local.
 	Location *time.Location
+	// MQTT, when its Broker is set, carries the reports through an MQTT
+	// broker instead of POST /reportReading; meters are still registered
+	// on AdminURL.
+	MQTT MQTTConfig
+
 	// AcceptedLog, when not nil, receives one line per genuine reading the
 	// server accepted (see acceptedlog.go), so that a test can compare
 	// what was acknowledged with what is stored.
@@ -109,6 +114,7 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	c.MQTT = c.MQTT.withDefaults()
 	if c.Location == nil {
 		c.Location = time.Local
 	}
@@ -125,6 +131,9 @@ func (c Config) validate() error {
 	}
 	for _, u := range []struct{ name, url string }{{"PublicURL", c.PublicURL}, {"AdminURL", c.AdminURL}} {
 		check(ValidBaseURL(u.url) == nil, "%s %q: %v", u.name, u.url, ValidBaseURL(u.url))
+	}
+	if c.MQTT.Broker != "" {
+		check(ValidMQTTBroker(c.MQTT.Broker) == nil, "MQTT broker %q: %v", c.MQTT.Broker, ValidMQTTBroker(c.MQTT.Broker))
 	}
 	check(c.Meters >= 1, "Meters is %d; want at least 1", c.Meters)
 	check(c.Interval > 0, "Interval is %s; want a positive duration", c.Interval)

@@ -96,8 +96,33 @@ type client struct {
 // cuts requests in flight. The error wraps errInterrupted when the run was
 // stopped, and otherwise tells why the last attempt failed.
 func (c *client) send(soft, hard context.Context, url string, body []byte) (reply, int, error) {
+	return c.retry(soft, hard, func(ctx context.Context) (reply, error) { return c.exchange(ctx, url, body) })
+}
+
+// sendMQTT publishes body, the report of the reading named by key,
+// through link and waits for its result, retrying as send does: a result
+// that does not come within RequestTimeout is sent again, and the server
+// answers a resent reading it stored as a duplicate.
+func (c *client) sendMQTT(soft, hard context.Context, link *mqttLink, body []byte, key resultKey) (reply, int, error) {
+	return c.retry(soft, hard, func(ctx context.Context) (reply, error) {
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+		defer cancel()
+		c.st.inflight.Add(1)
+		defer c.st.inflight.Add(-1)
+		start := c.cfg.Now()
+		reps, err := link.exchange(ctx, body, []resultKey{key})
+		if err != nil {
+			return reply{}, err
+		}
+		c.st.latency.record(c.cfg.Now().Sub(start))
+		return reps[0], nil
+	})
+}
+
+// retry makes exchanges until an answer is final, as send describes.
+func (c *client) retry(soft, hard context.Context, exchange func(context.Context) (reply, error)) (reply, int, error) {
 	for attempt := 1; ; attempt++ {
-		rep, err := c.exchange(hard, url, body)
+		rep, err := exchange(hard)
 		if err == nil && !rep.retryable() {
 			return rep, attempt - 1, nil
 		}

@@ -22,7 +22,8 @@ const (
 type meter struct {
 	username string
 	key      *crypto.PrivateKey
-	pubB64   string // the public key as sent in every report
+	pubB64   string             // the public key as sent in every report
+	fp       crypto.Fingerprint // of the public key, which names its MQTT results
 
 	profile     profile
 	rng         rand.PCG // noise of this meter
@@ -39,7 +40,7 @@ type meter struct {
 // identity id and registers integrated up to Unix millisecond start. Its
 // profile and starting registers depend only on seed and index.
 func newMeter(id MeterKey, index int, seed int64, start int64) *meter {
-	m := &meter{username: id.Username, key: id.Key, pubB64: id.Key.Public().Base64(), regAt: start, lastTS: start}
+	m := &meter{username: id.Username, key: id.Key, pubB64: id.Key.Public().Base64(), fp: id.Key.Public().Fingerprint(), regAt: start, lastTS: start}
 	m.rng.Seed(uint64(seed), mix(streamMeter^uint64(index)))
 	r := rand.New(&m.rng)
 	m.profile = newProfile(r)

@@ -46,7 +46,17 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 	if j.kind == genuine {
 		s.st.attempted.Add(1)
 	}
-	rep, retries, err := s.client.send(ctx, hard, s.reportURL, body)
+	var rep reply
+	var retries int
+	if s.mqtt != nil {
+		key := resultKey{fp: j.m.fp, ts: j.reading.Timestamp}
+		if j.kind == forgedUnknownKey {
+			key.fp = s.rogueFP
+		}
+		rep, retries, err = s.client.sendMQTT(ctx, hard, s.mqtt, body, key)
+	} else {
+		rep, retries, err = s.client.send(ctx, hard, s.reportURL, body)
+	}
 	res := result{retries: retries}
 	switch {
 	case errors.Is(err, errInterrupted):

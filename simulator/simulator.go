@@ -24,6 +24,9 @@ type Simulator struct {
 
 	rogue    *crypto.PrivateKey // signs the unknown-key forgeries; never registered
 	roguePub string
+	rogueFP  crypto.Fingerprint
+
+	mqtt *mqttLink // reports go through the broker when set
 
 	ownTransport bool // whether Run closes the transport's connections when done
 
@@ -81,7 +84,13 @@ func (s *Simulator) Run(ctx context.Context) (*Summary, error) {
 		if s.rogue, err = crypto.GenerateKey(keyType, nil); err != nil {
 			return nil, fmt.Errorf("tamper key: %w", err)
 		}
-		s.roguePub = s.rogue.Public().Base64()
+		s.roguePub, s.rogueFP = s.rogue.Public().Base64(), s.rogue.Public().Fingerprint()
+	}
+	if s.cfg.MQTT.Broker != "" {
+		if s.mqtt, err = dialMQTT(ctx, s.cfg.MQTT); err != nil {
+			return nil, err
+		}
+		defer s.mqtt.close()
 	}
 	var last map[string]crypto.Reading
 	if registered == 0 { // a fleet of a keys file may have reported before

@@ -17,7 +17,8 @@ var RejectionReasons = []api.Kind{
 
 // metrics are the ingest path's Prometheus metrics.
 type metrics struct {
-	received       prometheus.Counter
+	receivedHTTP   prometheus.Counter
+	receivedMQTT   prometheus.Counter
 	stored         prometheus.Counter
 	duplicate      prometheus.Counter
 	rejected       *prometheus.CounterVec
@@ -29,11 +30,13 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	received := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "smartmeters_readings_received_total",
+		Help: "Readings received, by transport: http (/reportReading and /reportReadings) or mqtt.",
+	}, []string{"transport"})
 	m := &metrics{
-		received: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmeters_readings_received_total",
-			Help: "Readings received on /reportReading and /reportReadings.",
-		}),
+		receivedHTTP: received.WithLabelValues(string(HTTP)),
+		receivedMQTT: received.WithLabelValues(string(MQTT)),
 		stored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smartmeters_readings_stored_total",
 			Help: "Readings newly committed to the store.",
@@ -76,8 +79,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.rejected.WithLabelValues(k.Slug)
 	}
 	reg.MustRegister(
-		m.received, m.stored, m.duplicate, m.rejected, m.batchSize, m.commitSeconds,
+		received, m.stored, m.duplicate, m.rejected, m.batchSize, m.commitSeconds,
 		m.verifySeconds, m.keyCacheHits, m.keyCacheMisses,
 	)
 	return m
+}
+
+// received is the counter of readings received by via.
+func (m *metrics) received(via Transport) prometheus.Counter {
+	if via == MQTT {
+		return m.receivedMQTT
+	}
+	return m.receivedHTTP
 }

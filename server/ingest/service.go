@@ -120,24 +120,62 @@ func (s *Service) Keys() *KeyCache { return s.keys }
 // Close stops the group commit after committing what is queued.
 func (s *Service) Close() { s.commits.close() }
 
+// Transport is the way a report came in, by which received readings are
+// counted.
+type Transport string
+
+// The transports readings come in by.
+const (
+	HTTP Transport = "http" // POST /reportReading and /reportReadings
+	MQTT Transport = "mqtt" // the MQTT intake
+)
+
 // Result is the outcome of one reading: its HTTP status and answer, or the
 // problem that refused it.
 type Result struct {
 	Code     int // http.StatusCreated, http.StatusOK, or Problem.Status
 	Response api.ReportResponse
 	Problem  *api.Problem
+
+	// Fingerprint is that of the reading's public key, and Timestamp the
+	// reading's, as far as the report could be read (zero otherwise),
+	// refused or not: what a client needs to tell which reading the
+	// result is about.
+	Fingerprint crypto.Fingerprint
+	Timestamp   int64
 }
 
-// Report stores the reading of body, the JSON of one api.ReportRequest,
-// and returns its outcome. Every refusal is a Result with a Problem, and
-// is counted.
-func (s *Service) Report(ctx context.Context, body []byte) Result {
+// Answer is r as one result of a batch: the status and fields that POST
+// /reportReading would have answered, flattened into one object.
+func (r Result) Answer() api.BatchResult {
+	if p := r.Problem; p != nil {
+		return api.BatchResult{Status: p.Status, Type: p.Type, Title: p.Title, Detail: p.Detail}
+	}
+	return api.BatchResult{Status: r.Code, Result: r.Response.Status, MeterID: r.Response.MeterID, Timestamp: r.Response.Timestamp}
+}
+
+// Report stores the reading of body, the JSON of one api.ReportRequest
+// that came in by via, and returns its outcome. Every refusal is a Result
+// with a Problem, and is counted.
+func (s *Service) Report(ctx context.Context, via Transport, body []byte) Result {
 	req, err := decodeRequest(body)
 	if err != nil {
 		return s.refused(err, 0)
 	}
-	s.metrics.received.Inc()
-	c, meterID, err := s.check(ctx, &req)
+	s.metrics.received(via).Inc()
+	sr, err := decodeReport(&req)
+	res := s.report(ctx, sr, err)
+	res.Fingerprint, res.Timestamp = sr.fp, sr.reading.Timestamp
+	return res
+}
+
+// report runs the checks of a decoded report, whose decoding failed with
+// err if not nil, and stores it.
+func (s *Service) report(ctx context.Context, sr signedReading, err error) Result {
+	if err != nil {
+		return s.refused(err, 0)
+	}
+	c, meterID, err := s.check(ctx, sr)
 	if err != nil {
 		return s.refused(err, meterID)
 	}
@@ -150,11 +188,11 @@ func (s *Service) Report(ctx context.Context, body []byte) Result {
 }
 
 // ReportBatch stores the readings of body, a JSON array of
-// api.ReportRequest, and returns one Result per reading, in order. A body
+// api.ReportRequest that came in by via, and returns one Result per reading, in order. A body
 // that is not such an array, or holds none or more than MaxBatch, is
 // refused as a whole with a *api.Problem. Verification is spread over the
 // cores and the valid readings go to the group commit together.
-func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error) {
+func (s *Service) ReportBatch(ctx context.Context, via Transport, body []byte) ([]Result, error) {
 	reqs, err := decodeRequests(body)
 	if err != nil {
 		return nil, s.Refuse(err)
@@ -165,14 +203,14 @@ func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error
 	if len(reqs) > s.cfg.MaxBatch {
 		return nil, s.Refuse(api.Errorf(api.BatchTooLarge, "%d readings in one request; at most %d are allowed", len(reqs), s.cfg.MaxBatch))
 	}
-	s.metrics.received.Add(float64(len(reqs)))
+	s.metrics.received(via).Add(float64(len(reqs)))
 
 	cs := make([]checked, len(reqs))
 	meters := make([]int64, len(reqs))
 	errs := make([]error, len(reqs))
-	s.checkAll(ctx, reqs, cs, meters, errs)
-
 	results := make([]Result, len(reqs))
+	s.checkAll(ctx, reqs, cs, meters, errs, results)
+
 	var valid []store.Reading
 	var validIdx []int
 	for i, err := range errs {
@@ -180,7 +218,7 @@ func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error
 			valid = append(valid, cs[i].row)
 			validIdx = append(validIdx, i)
 		} else {
-			results[i] = s.refused(err, meters[i])
+			results[i] = identified(s.refused(err, meters[i]), results[i])
 		}
 	}
 	if len(valid) > 0 {
@@ -188,10 +226,10 @@ func (s *Service) ReportBatch(ctx context.Context, body []byte) ([]Result, error
 		for j, i := range validIdx {
 			if err != nil {
 				cs[i].token.Return(s.cfg.Now())
-				results[i] = s.refused(s.storeFailure(err), 0)
+				results[i] = identified(s.refused(s.storeFailure(err), 0), results[i])
 				continue
 			}
-			results[i] = s.outcome(cs[i], commits[j])
+			results[i] = identified(s.outcome(cs[i], commits[j]), results[i])
 		}
 	}
 	return results, nil
@@ -235,15 +273,17 @@ type checked struct {
 	token ratelimit.Token
 }
 
-// check runs every test a report must pass before it is stored, cheapest
-// first so that an unknown key costs no signature verification: decode,
+// identified is res with the fingerprint and timestamp of id.
+func identified(res, id Result) Result {
+	res.Fingerprint, res.Timestamp = id.Fingerprint, id.Timestamp
+	return res
+}
+
+// check runs every test a decoded report must pass before it is stored,
+// cheapest first so that an unknown key costs no signature verification:
 // look the key up, verify, check the clock and the allowance. It returns
 // the reading to store, or a problem and the meter it is attributed to.
-func (s *Service) check(ctx context.Context, req *api.ReportRequest) (checked, int64, error) {
-	sr, err := decodeReport(req)
-	if err != nil {
-		return checked{}, 0, err
-	}
+func (s *Service) check(ctx context.Context, sr signedReading) (checked, int64, error) {
 	mk, err := s.lookupKey(ctx, sr.fp)
 	if err != nil {
 		return checked{}, 0, err
@@ -252,9 +292,10 @@ func (s *Service) check(ctx context.Context, req *api.ReportRequest) (checked, i
 }
 
 // checkAll runs check on every request, leaving the outcome at the same
-// index. Decoding and key lookups (memory, mostly) run in order; signature
-// verification, the costly part, runs on all cores.
-func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, cs []checked, meters []int64, errs []error) {
+// index, and the fingerprint and timestamp read in ids. Decoding and key
+// lookups (memory, mostly) run in order; signature verification, the
+// costly part, runs on all cores.
+func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, cs []checked, meters []int64, errs []error, ids []Result) {
 	type job struct {
 		sr signedReading
 		mk meterKey
@@ -262,6 +303,7 @@ func (s *Service) checkAll(ctx context.Context, reqs []api.ReportRequest, cs []c
 	jobs := make([]job, len(reqs))
 	for i := range reqs {
 		sr, err := decodeReport(&reqs[i])
+		ids[i].Fingerprint, ids[i].Timestamp = sr.fp, sr.reading.Timestamp
 		if err == nil {
 			jobs[i].mk, err = s.lookupKey(ctx, sr.fp)
 		}

@@ -2,6 +2,7 @@ package servecmd
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -58,6 +59,16 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "export-key", TakesFile: true, Usage: "PEM private key (PKCS#8) that signs exports; by default a key the store keeps, made by the first server that needs it", EnvVars: env("EXPORT_KEY")},
 		&cli.StringFlag{Name: "admin-client-ca", TakesFile: true, Usage: "PEM CA file: the admin listener demands a client certificate it signed (mutual TLS; needs --tls-cert)", EnvVars: env("ADMIN_CLIENT_CA")},
 
+		&cli.StringFlag{Name: "mqtt-broker", Usage: "MQTT broker to take readings from too: mqtt://host:1883, or mqtts://host:8883 for TLS (a user:password@ in it is sent); empty: no MQTT intake", EnvVars: env("MQTT_BROKER")},
+		&cli.StringFlag{Name: "mqtt-topic", Value: def.MQTT.Topic, Usage: "MQTT topic filter readings are published on (+ wildcards allowed); replicas share it as $share/smartmeters/<topic>", EnvVars: env("MQTT_TOPIC")},
+		&cli.BoolFlag{Name: "mqtt-shared", Value: def.MQTT.Shared, Usage: "subscribe as $share/smartmeters/<topic>, so that replicas split the readings; --mqtt-shared=false for a single replica on a broker whose shared subscriptions lose messages (Mosquitto 2.0.11 across a broker restart)", EnvVars: env("MQTT_SHARED")},
+		&cli.StringFlag{Name: "mqtt-results-topic", Value: def.MQTT.ResultsTopic, Usage: "MQTT topic under which each reading's result is published, as <topic>/<key fingerprint>", EnvVars: env("MQTT_RESULTS_TOPIC")},
+		&cli.StringFlag{Name: "mqtt-client-id", Usage: "MQTT client ID of this replica's persistent session: stable across restarts, different for each replica", DefaultText: "smartmeters-<hostname>-<--listen port>", EnvVars: env("MQTT_CLIENT_ID")},
+		&cli.Float64Flag{Name: "mqtt-rate-per-topic", Value: def.MQTT.RatePerTopic, Usage: "MQTT messages a second taken from each topic, in bursts of 10 s worth (refused rate-limited beyond); with a topic per publisher, a per-publisher limit; 0 means no limit", EnvVars: env("MQTT_RATE_PER_TOPIC")},
+		&cli.StringFlag{Name: "mqtt-ca-cert", TakesFile: true, Usage: "PEM CA file that signs the mqtts:// broker's certificate; default: the system's CAs", EnvVars: env("MQTT_CA_CERT")},
+		&cli.StringFlag{Name: "mqtt-cert", TakesFile: true, Usage: "PEM client certificate file for an mqtts:// broker that demands one (with --mqtt-key)", EnvVars: env("MQTT_CERT")},
+		&cli.StringFlag{Name: "mqtt-key", TakesFile: true, Usage: "PEM private key file of --mqtt-cert", EnvVars: env("MQTT_KEY")},
+
 		&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "drop readings older than this (by timestamp), a month's partition at a time (PostgreSQL); 0 keeps them all", EnvVars: env("RETENTION")},
 		&cli.DurationFlag{Name: "partitions-ahead", Value: def.PartitionsAhead, Usage: "create readings partitions this far ahead of now (PostgreSQL)", EnvVars: env("PARTITIONS_AHEAD")},
 		&cli.DurationFlag{Name: "silent-after", Value: def.SilentAfter, Usage: "a meter without a reading timestamped within this long is silent (reporting API, dashboard, smartmeters_meters); from 1s to 24h", EnvVars: env("SILENT_AFTER")},
@@ -97,7 +108,7 @@ func config(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
 		}
 	}
-	for _, name := range []string{"rate-per-key", "rate-per-address"} {
+	for _, name := range []string{"rate-per-key", "rate-per-address", "mqtt-rate-per-topic"} {
 		if v := c.Float64(name); !(v >= 0) {
 			return cfg, fmt.Errorf("--%s %g: must be 0 (no limit) or more", name, v)
 		}
@@ -140,6 +151,14 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
 	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
 	cfg.SilentAfter = c.Duration("silent-after")
+	if cfg.MQTT.Broker = c.String("mqtt-broker"); cfg.MQTT.Broker != "" {
+		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
+		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")
+		cfg.MQTT.RatePerTopic, cfg.MQTT.Shared = c.Float64("mqtt-rate-per-topic"), c.Bool("mqtt-shared")
+		if cfg.MQTT.ClientID = c.String("mqtt-client-id"); cfg.MQTT.ClientID == "" {
+			cfg.MQTT.ClientID = defaultClientID(cfg.Listen)
+		}
+	}
 	if path := c.String("export-key"); path != "" {
 		pemBytes, err := os.ReadFile(path)
 		if err != nil {
@@ -174,4 +193,17 @@ func parsePrefixes(values []string) ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
+}
+
+// defaultClientID is the MQTT client ID of a replica that names none:
+// stable across restarts on one host (a pod of a StatefulSet keeps its
+// name), and different for replicas that share a host, which listen on
+// different ports.
+func defaultClientID(listen string) string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "localhost"
+	}
+	_, port, _ := net.SplitHostPort(listen)
+	return "smartmeters-" + host + "-" + port
 }

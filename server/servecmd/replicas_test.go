@@ -142,6 +142,7 @@ type replica struct {
 	name                string
 	publicURL, adminURL string
 	logs                *syncBuffer // its stderr
+	cmd                 *exec.Cmd
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the
@@ -180,19 +181,20 @@ func runBinary(t *testing.T, bin string, args ...string) {
 	}
 }
 
-// startServer starts `smartmeters serve` on free loopback ports and waits
-// until it is ready; it is stopped when the test ends.
-func startServer(t *testing.T, bin, name, dbURL string) *replica {
+// startServer starts `smartmeters serve` with the flags extra on free
+// loopback ports and waits until it is ready; it is stopped when the test
+// ends.
+func startServer(t *testing.T, bin, name, dbURL string, extra ...string) *replica {
 	t.Helper()
 	pub, adm := freePort(t), freePort(t)
 	logs := new(syncBuffer)
-	cmd := exec.Command(bin, "serve", "--database-url", dbURL,
-		"--listen", pub, "--admin-listen", adm, "--key-resync", "1h", "--log-format", "json")
+	cmd := exec.Command(bin, append([]string{"serve", "--database-url", dbURL,
+		"--listen", pub, "--admin-listen", adm, "--key-resync", "1h", "--log-format", "json"}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &replica{name: name, publicURL: "http://" + pub, adminURL: "http://" + adm, logs: logs}
+	s := &replica{name: name, publicURL: "http://" + pub, adminURL: "http://" + adm, logs: logs, cmd: cmd}
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		_ = cmd.Wait()

@@ -31,7 +31,8 @@ func Command() *cli.Command {
 		Description: "The public listener serves POST /reportReading, POST /reportReadings, GET /healthz\n" +
 			"and GET /readyz. The admin listener, to peers in --admin-allow only, serves POST\n" +
 			"/register, the reporting API (/meters, /fleet, /events), the dashboard at /,\n" +
-			"/metrics (Prometheus) and /debug/pprof/.",
+			"/metrics (Prometheus) and /debug/pprof/. With --mqtt-broker, readings published on\n" +
+			"--mqtt-topic are stored too, and their results published under --mqtt-results-topic.",
 		Flags:  flags(),
 		Action: serve,
 	}
@@ -137,6 +138,9 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 			Store: st, Ahead: cfg.PartitionsAhead, Retention: cfg.Retention,
 			Every: cfg.PartitionCheckEvery, Now: cfg.Now, Logger: logger,
 		}.Run,
+	}
+	if in := srv.MQTT(); in != nil {
+		units = append(units, in.Run)
 	}
 	if driver == db.Postgres {
 		kl, err := store.ListenKeyChanges(url, logger)

@@ -21,7 +21,9 @@ func Bench() *cli.Command {
 			"measures this machine's signature verification ceiling for the key type.\n" +
 			"The server's CPU time comes from --admin's /metrics (process_cpu_seconds_total).\n" +
 			"efficiency is the cost of one signature verification on one core over the\n" +
-			"server's CPU per stored reading. The last line is machine-readable:\n" +
+			"server's CPU per stored reading. With --mqtt, the readings go through that broker\n" +
+			"(--batch readings a message) and are done when their results arrive on\n" +
+			"--mqtt-results-topic; latency is per message. The last line is machine-readable:\n" +
 			"readings_per_s=N p50_ms=N p99_ms=N errors=N verify_ceiling_per_s=N ratio=N server_cpu_us_per_reading=N efficiency=N",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "server", Value: "http://localhost:8080", Usage: "public base URL", EnvVars: env("SERVER")},
@@ -31,8 +33,11 @@ func Bench() *cli.Command {
 			&cli.IntFlag{Name: "total", Usage: "readings to sign and send (RSA signing costs ~1 ms a reading, so size RSA runs by this); 0 sizes from --duration", EnvVars: env("BENCH_TOTAL")},
 			&cli.IntFlag{Name: "batch", Value: 1, Usage: "readings per request: 1 uses /reportReading, more /reportReadings", EnvVars: env("BENCH_BATCH")},
 			&cli.StringFlag{Name: "key-type", Value: string(crypto.Ed25519), Usage: "rsa2048, ecdsa-p256, ecdsa-p384 or ed25519", EnvVars: env("KEY_TYPE")},
-			&cli.IntFlag{Name: "concurrency", Value: 256, Usage: "requests in flight", EnvVars: env("CONCURRENCY")},
+			&cli.IntFlag{Name: "concurrency", Value: 256, Usage: "requests (MQTT messages) in flight", EnvVars: env("CONCURRENCY")},
 			servecmd.CACertFlag(),
+			&cli.StringFlag{Name: "mqtt", Usage: "MQTT broker to publish the readings through instead of --server (a batch is one message): mqtt://host:1883", EnvVars: env("MQTT")},
+			&cli.StringFlag{Name: "mqtt-topic", Value: simulator.DefaultMQTTTopic, Usage: "MQTT topic to publish readings on (serve's --mqtt-topic, without wildcards)", EnvVars: env("MQTT_TOPIC")},
+			&cli.StringFlag{Name: "mqtt-results-topic", Value: simulator.DefaultMQTTResultsTopic, Usage: "MQTT topic under which the server publishes results (serve's --mqtt-results-topic)", EnvVars: env("MQTT_RESULTS_TOPIC")},
 		},
 		Action: func(c *cli.Context) error {
 			kt, err := crypto.ParseKeyType(c.String("key-type"))
@@ -56,8 +61,13 @@ func Bench() *cli.Command {
 			if err != nil {
 				return err
 			}
+			mqtt, err := mqttConfig(c)
+			if err != nil {
+				return err
+			}
 			res, err := simulator.Bench(c.Context, simulator.BenchConfig{
 				RootCAs:     roots,
+				MQTT:        mqtt,
 				PublicURL:   c.String("server"),
 				AdminURL:    c.String("admin"),
 				Meters:      c.Int("meters"),

@@ -36,11 +36,17 @@ func Simulate() *cli.Command {
 			"duplicates are 200 answers to a first attempt; rejected is the number of\n" +
 			"final 4xx answers and rejected_by_reason splits it by problem type; failed\n" +
 			"readings ran out of retries. Forged readings (--tamper) are counted apart.\n\n" +
+			"With --mqtt, readings are published on --mqtt-topic through that broker instead\n" +
+			"(QoS 1), and each one's outcome is the result the server publishes under\n" +
+			"--mqtt-results-topic; meters are still registered on --admin.\n\n" +
 			"A keys file is a series of PEM \"PRIVATE KEY\" blocks (PKCS#8), one per meter,\n" +
 			"each with a \"Username:\" header.",
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "server", Value: "http://localhost:8080", Usage: "base URL of the public listener", EnvVars: env("SERVER")},
 			&cli.StringFlag{Name: "admin", Value: "http://127.0.0.1:8081", Usage: "base URL of the admin listener", EnvVars: env("ADMIN")},
+			&cli.StringFlag{Name: "mqtt", Usage: "MQTT broker to publish the readings through instead of --server: mqtt://host:1883", EnvVars: env("MQTT")},
+			&cli.StringFlag{Name: "mqtt-topic", Value: simulator.DefaultMQTTTopic, Usage: "MQTT topic to publish readings on (serve's --mqtt-topic, without wildcards)", EnvVars: env("MQTT_TOPIC")},
+			&cli.StringFlag{Name: "mqtt-results-topic", Value: simulator.DefaultMQTTResultsTopic, Usage: "MQTT topic under which the server publishes results (serve's --mqtt-results-topic)", EnvVars: env("MQTT_RESULTS_TOPIC")},
 			&cli.StringFlag{Name: "accepted-log", TakesFile: true, Usage: "write one line per accepted genuine reading to this file: username,timestamp,whIn,whOut", EnvVars: env("ACCEPTED_LOG")},
 			servecmd.CACertFlag(),
 		}, simulatorFlags()...),
@@ -54,6 +60,9 @@ func Simulate() *cli.Command {
 			}
 			cfg.PublicURL, cfg.AdminURL = c.String("server"), c.String("admin")
 			if cfg.RootCAs, err = servecmd.RootCAs(c); err != nil {
+				return err
+			}
+			if cfg.MQTT, err = mqttConfig(c); err != nil {
 				return err
 			}
 			if path := c.String("accepted-log"); path != "" {
@@ -184,4 +193,21 @@ func noArgs(c *cli.Context) error {
 		return usageError("unexpected argument %q", c.Args().First())
 	}
 	return nil
+}
+
+// mqttConfig reads the --mqtt flags of simulate and bench.
+func mqttConfig(c *cli.Context) (simulator.MQTTConfig, error) {
+	cfg := simulator.MQTTConfig{Broker: c.String("mqtt"), Topic: c.String("mqtt-topic"), ResultsTopic: c.String("mqtt-results-topic")}
+	if cfg.Broker == "" {
+		return cfg, nil
+	}
+	if err := simulator.ValidMQTTBroker(cfg.Broker); err != nil {
+		return cfg, usageError("--mqtt %q: %v", cfg.Broker, err)
+	}
+	for name, topic := range map[string]string{"mqtt-topic": cfg.Topic, "mqtt-results-topic": cfg.ResultsTopic} {
+		if topic == "" || strings.ContainsAny(topic, "+#") {
+			return cfg, usageError("--%s %q: want a topic name without wildcards", name, topic)
+		}
+	}
+	return cfg, nil
 }
