@@ -25,9 +25,17 @@ var distribution = []struct {
 	{"meter_keys", "meter_id", "meters"},
 	{"meter_key_events", "meter_id", "meters"},
 	{"readings", "meter_id", "meters"},
+	{"rollup_queue", "meter_id", "meters"},
+	{"rollup_meters", "meter_id", "meters"},
+	{"rollup_spans", "meter_id", "meters"},
 	{"key_fingerprints", "fingerprint", "none"},
 	{"meter_usernames", "username", "none"},
 }
+
+// referenceTables are copied whole to every node: the fleet's rollups and
+// their state, small tables that only the rollup follower writes, in the
+// transaction that also takes its readings out of the co-located queue.
+var referenceTables = []string{"fleet_rollups", "rollup_state"}
 
 // meterUniques are the constraints on meters that Citus cannot keep on a
 // table sharded by id (a unique constraint must include the distribution
@@ -114,6 +122,21 @@ func Distribute(ctx context.Context, db *sqlx.DB, shardCount int) ([]string, err
 			}
 			done = append(done, how)
 			moved = append(moved, d.table)
+		}
+		for _, table := range referenceTables {
+			var distributed bool
+			const q = `SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = to_regclass($1))`
+			if err := tx.GetContext(ctx, &distributed, q, table); err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+			if distributed {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `SELECT create_reference_table($1)`, table); err != nil {
+				return fmt.Errorf("%s as a reference table: %w", table, err)
+			}
+			done = append(done, "made "+table+" a reference table")
+			moved = append(moved, table)
 		}
 		return nil
 	})

@@ -61,7 +61,7 @@ func TestDistributionPlan(t *testing.T) {
 	}
 	for _, u := range uniques {
 		col, distributed := columns[u.Table]
-		if distributed && !slices.Contains(u.Columns, col) && !slices.Contains(dropped, u.Name) {
+		if distributed && col != "" && !slices.Contains(u.Columns, col) && !slices.Contains(dropped, u.Name) {
 			t.Errorf("%s on %s (%v) does not include the distribution column %s: Citus refuses it", u.Name, u.Table, u.Columns, col)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jmoiron/sqlx"
+
 	"smartmeters/crypto"
 )
 
@@ -74,7 +76,11 @@ func (s *Store) eachReading(ctx context.Context, fn func(Reading) error, q strin
 // That is exactly what interpolating the registers at any instant of the
 // interval needs, in one query.
 func (s *Store) RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error) {
-	const q = `
+	return registerSeries(ctx, s.db, meterID, from, to)
+}
+
+func registerSeries(ctx context.Context, q sqlx.QueryerContext, meterID, from, to int64) ([]crypto.Reading, error) {
+	const query = `
 		SELECT timestamp, wh_in, wh_out FROM (
 			SELECT timestamp, wh_in, wh_out FROM readings
 			WHERE meter_id = $1 AND timestamp < $2
@@ -88,7 +94,7 @@ func (s *Store) RegisterSeries(ctx context.Context, meterID, from, to int64) ([]
 			WHERE meter_id = $1 AND timestamp > $3
 			ORDER BY timestamp LIMIT 1) AS after_to
 		ORDER BY timestamp`
-	rows, err := s.db.QueryContext(ctx, q, meterID, from, to)
+	rows, err := q.QueryContext(ctx, query, meterID, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("registers of meter %d: %w", meterID, err)
 	}

@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 			t.Run("ReadingsBetween", func(t *testing.T) { testReadingsBetween(t, st) })
 			t.Run("RegisterSeries", func(t *testing.T) { testRegisterSeries(t, st) })
 			t.Run("EachRegisterBetween", func(t *testing.T) { testEachRegisterBetween(t, st) })
+			t.Run("Rollups", func(t *testing.T) { testRollups(t, st) })
 			t.Run("RevokeKey", func(t *testing.T) { testRevokeKey(t, st) })
 			t.Run("ReplaceKey", func(t *testing.T) { testReplaceKey(t, st) })
 			t.Run("KeysChangedSince", func(t *testing.T) { testKeysChangedSince(t, st) })
