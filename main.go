@@ -6,6 +6,7 @@
 //	smartmeters simulate          drive a server with simulated meters (simulator/simcmd)
 //	smartmeters demo              a server and a simulated swarm in one process (simulator/simcmd)
 //	smartmeters bench             measure how many readings a server stores per second (simulator/simcmd)
+//	smartmeters rollups rebuild   build the fleet's rollups from stored readings (store/rollupscmd)
 //	smartmeters verify FILE       check a meter's exported readings offline (crypto/verifycmd)
 //	smartmeters healthcheck       probe a server, for container healthchecks (server/servecmd)
 //	smartmeters version           print the version
@@ -32,6 +33,7 @@ import (
 	"smartmeters/db/migratecmd"
 	"smartmeters/server/servecmd"
 	"smartmeters/simulator/simcmd"
+	"smartmeters/store/rollupscmd"
 )
 
 func main() {
@@ -71,6 +73,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			servecmd.Command(),
 			migratecmd.Command(),
+			rollupscmd.Command(),
 			versionCommand(),
 			simcmd.Simulate(),
 			simcmd.Demo(),

@@ -90,11 +90,15 @@ type Config struct {
 	// Retention is set, readings older than Retention dropped, every
 	// PartitionCheckEvery; with several servers on one database, each
 	// re-reads the key changes of the last two KeyResync periods every
-	// KeyResync, behind LISTEN/NOTIFY.
+	// KeyResync, behind LISTEN/NOTIFY. The readings stored are rolled up
+	// every RollupEvery; rollups older than RollupRetention are dropped,
+	// or with their readings when it is 0.
 	PartitionsAhead     time.Duration
 	PartitionCheckEvery time.Duration
 	Retention           time.Duration
 	KeyResync           time.Duration
+	RollupEvery         time.Duration
+	RollupRetention     time.Duration
 }
 
 // DefaultAdminAllow is the admin allowlist by default: loopback and the
@@ -131,6 +135,7 @@ func DefaultConfig() Config {
 		RequestLogEvery:       100,
 		SchemaCheckTTL:        5 * time.Second,
 		SilentAfter:           time.Minute,
+		RollupEvery:           time.Second,
 		Ingest:                ingest.DefaultConfig(),
 		MQTT: mqtt.Config{
 			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second,

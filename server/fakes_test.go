@@ -80,6 +80,7 @@ func (downReporting) CountMeterStates(context.Context, time.Time) (store.MeterCo
 func (downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
 	return errDown
 }
+func (downReporting) FleetEnergy(context.Context, []int64) ([][2]int64, error) { return nil, errDown }
 
 // TestStoreFailures serves over stores that fail and checks each answer:
 // a reading is 503 unavailable with Retry-After (nothing was stored, so a

@@ -41,8 +41,15 @@ func seedMeter(t *testing.T, ts testServer, username string, k *crypto.PrivateKe
 		t.Fatalf("register %s: %s", username, r.rawBody)
 	}
 	id := int64(r.body["id"].(float64))
+	storeRegs(t, ts, id, k, regs...)
+	return id
+}
+
+// storeRegs stores readings of meter id signed with its key k directly.
+func storeRegs(t *testing.T, ts testServer, id int64, k *crypto.PrivateKey, regs ...reg) {
+	t.Helper()
 	if len(regs) == 0 {
-		return id
+		return
 	}
 	rs := make([]store.Reading, len(regs))
 	for i, g := range regs {
@@ -56,7 +63,6 @@ func seedMeter(t *testing.T, ts testServer, username string, k *crypto.PrivateKe
 	if _, err := ts.store.InsertReadings(context.Background(), rs); err != nil {
 		t.Fatal(err)
 	}
-	return id
 }
 
 // getJSON fetches path from the admin listener and decodes a 200 answer

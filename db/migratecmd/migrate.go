@@ -133,7 +133,17 @@ func up(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 	for _, part := range created {
 		fmt.Fprintf(c.App.Writer, "created partition %s\n", part.Name)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	built, err := store.New(conn).RollupsBuilt(c.Context)
+	if err != nil {
+		return err
+	}
+	if !built {
+		fmt.Fprintln(c.App.Writer, "readings stored before rollups came: run `smartmeters rollups rebuild` to roll them up (ingest may go on meanwhile)")
+	}
+	return nil
 }
 
 func distribute(c *cli.Context, _ *goose.Provider, conn *sqlx.DB) error {

@@ -182,3 +182,44 @@ func contents(t *testing.T, st *store.Store, meters []int64) string {
 func reading(meter, ts, whIn int64) store.Reading {
 	return store.Reading{MeterID: meter, KeySeq: 1, Reading: crypto.Reading{WhIn: whIn, Timestamp: ts}, Signature: []byte{1}, ReceivedAt: time.Now()}
 }
+
+// TestUpAsksForRebuild upgrades a database that holds readings from the
+// schema before rollups: `migrate up` says to run `rollups rebuild`, and
+// stops saying so once it has run; a database without readings needs
+// nothing.
+func TestUpAsksForRebuild(t *testing.T) {
+	const hint = "smartmeters rollups rebuild"
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ctx := context.Background()
+			conn := b.Open(t)
+			p, err := db.NewMigrator(conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.UpTo(ctx, 8); err != nil { // the schema before rollups
+				t.Fatal(err)
+			}
+			st := store.New(conn)
+			fill(t, st)
+			out, err := run(t, "--database-url", b.URL, "up")
+			if err != nil || !strings.Contains(out, hint) {
+				t.Fatalf("migrate up over readings = %q, %v; want it to say %q", out, err, hint)
+			}
+			res, err := st.RebuildRollups(ctx, time.Time{}, time.Time{}, nil)
+			if err != nil || res.Readings != 30 {
+				t.Fatalf("RebuildRollups = %+v, %v; want the 30 readings read", res, err)
+			}
+			if out, err := run(t, "--database-url", b.URL, "up"); err != nil || strings.Contains(out, hint) {
+				t.Fatalf("migrate up after the rebuild = %q, %v; want no %q", out, err, hint)
+			}
+			fresh := dbtest.SQLite(t)
+			if b.Name != db.SQLite {
+				fresh, _ = dbtest.Postgres(t)
+			}
+			if out, err := run(t, "--database-url", fresh.URL, "up"); err != nil || strings.Contains(out, hint) {
+				t.Fatalf("migrate up of an empty database = %q, %v; want no %q", out, err, hint)
+			}
+		})
+	}
+}

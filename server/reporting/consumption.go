@@ -36,25 +36,26 @@ type consumptionJSON struct {
 }
 
 // handleConsumption reports a meter's energy per bucket:
-// GET /meters/{id}/consumption?from=&to=&bucket=15m|1h|1d (also 1m, 5m).
-// The window is widened to whole buckets and defaults to the last 24 hours
-// in 1h buckets.
+// GET /meters/{id}/consumption?from=&to=&bucket=15m|1h|1d|1mo&tz= (also
+// 1m, 5m). The window is widened to whole buckets and defaults to the last
+// 24 hours in 1h buckets; days and months are those of tz, UTC by default.
 func (a *API) handleConsumption(c echo.Context) error {
 	id, err := api.ParseMeterID(c.Param("id"))
 	if err != nil {
 		return err
 	}
 	q := queryParams{c: c}
-	name, b := q.bucket("bucket", "1h")
+	b := q.bucket("bucket", "1h")
 	to := q.time("to", a.now())
 	from := q.time("from", to.Add(-24*time.Hour))
 	if q.err != nil {
 		return q.err
 	}
-	from, to, err = bucketWindow(from, to, b)
+	edges, err := b.edges(from, to)
 	if err != nil {
 		return err
 	}
+	from, to = edges[0], edges[len(edges)-1]
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err
 	}
@@ -62,8 +63,8 @@ func (a *API) handleConsumption(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := consumptionJSON{MeterID: id, Bucket: name, From: from, To: to}
-	buckets := energy.Apportion(rs, from, to, b)
+	out := consumptionJSON{MeterID: id, Bucket: b.name, From: from, To: to}
+	buckets := energy.ApportionEdges(rs, edges)
 	out.Buckets = make([]energyBucketJSON, len(buckets))
 	for i, eb := range buckets {
 		out.Buckets[i] = energyBucketJSON{Start: eb.Start, End: eb.End}

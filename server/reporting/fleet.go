@@ -2,8 +2,11 @@ package reporting
 
 import (
 	"context"
+	"encoding/csv"
+	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -68,14 +71,14 @@ type fleetBucketJSON struct {
 func (a *API) handleFleet(c echo.Context) error {
 	q := queryParams{c: c}
 	window := q.duration("window", a.silentAfter, time.Second, 24*time.Hour)
-	name, b := q.bucket("bucket", defaultFleetBucket)
+	b := q.bucket("bucket", defaultFleetBucket)
 	now := a.now().UTC()
 	to := q.time("to", now)
 	from := q.time("from", to.Add(-defaultFleetSpan))
 	if q.err != nil {
 		return q.err
 	}
-	from, to, err := bucketWindow(from, to, b)
+	edges, err := b.edges(from, to)
 	if err != nil {
 		return err
 	}
@@ -87,11 +90,11 @@ func (a *API) handleFleet(c echo.Context) error {
 	}
 	out.setCounts(counts, window)
 	a.live.fill(&out.fleetFigures, now)
-	sums, err := a.fleetEnergy(ctx, from, to, b)
+	sums, err := a.fleetEnergy(ctx, edges)
 	if err != nil {
 		return err
 	}
-	out.Energy = fleetEnergyOut(name, from, to, b, now, sums)
+	out.Energy = fleetEnergyOut(b.name, edges, now, sums)
 	return c.JSON(http.StatusOK, out)
 }
 
@@ -115,13 +118,13 @@ func (l *Live) fill(f *fleetFigures, now time.Time) {
 	}
 }
 
-// fleetEnergyOut renders the energy per bucket of [from, to).
-func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.Time, sums [][2]int64) fleetEnergyJSON {
-	out := fleetEnergyJSON{Bucket: name, From: from, To: to, Buckets: make([]fleetBucketJSON, len(sums))}
-	hours := b.Hours()
+// fleetEnergyOut renders the energy per bucket between edges.
+func fleetEnergyOut(name string, edges []time.Time, now time.Time, sums [][2]int64) fleetEnergyJSON {
+	out := fleetEnergyJSON{Bucket: name, From: edges[0], To: edges[len(edges)-1], Buckets: make([]fleetBucketJSON, len(sums))}
 	for i, e := range sums {
-		start := from.Add(time.Duration(i) * b)
-		fb := fleetBucketJSON{Start: start, End: start.Add(b), Partial: start.Add(b).After(now)}
+		start, end := edges[i], edges[i+1]
+		hours := end.Sub(start).Hours()
+		fb := fleetBucketJSON{Start: start, End: end, Partial: end.After(now)}
 		fb.WhIn, fb.WhOut = e[0], e[1]
 		fb.WattsIn, fb.WattsOut = roundMilli(float64(e[0])/hours), roundMilli(float64(e[1])/hours)
 		out.Buckets[i] = fb
@@ -129,22 +132,36 @@ func fleetEnergyOut(name string, from, to time.Time, b time.Duration, now time.T
 	return out
 }
 
-// fleetEnergy returns the energy all meters imported and exported in each
-// bucket of width b over [from, to), which bucketWindow has aligned.
+// fleetEnergy returns the energy all meters imported and exported between
+// consecutive edges.
 //
 // Each pair of consecutive readings of a meter is a segment over which the
 // register difference is spread evenly in time; a bucket gets the share of
 // every segment that overlaps it. For one meter that is the same figure as
 // interpolating the registers at the bucket's edges and subtracting (see
-// energy.Apportion); summed over the fleet it needs one pass over the readings in
-// the window, in timestamp order, with no query per meter and no sort.
-// Readings are taken from fleetLookback before from (and after to), so that
-// segments straddling the window's edges count; a meter whose readings are
-// further apart than that contributes nothing to the edge buckets.
-func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Duration) ([][2]int64, error) {
-	sum := energy.NewFleet(from, b, int(to.Sub(from)/b))
+// energy.Apportion).
+//
+// Buckets made of whole 5-minute buckets (all but 1m, and days and months
+// of every time zone in use today) come from the rollups, which the store
+// keeps as readings arrive and completes with those not yet rolled up:
+// their cost is the buckets', not the readings'. Others are summed from
+// the readings in the window, in timestamp order, taken from
+// fleetLookback before it and after it, so that segments straddling its
+// edges count; there a meter whose readings are further apart than that
+// contributes nothing to the edge buckets.
+func (a *API) fleetEnergy(ctx context.Context, edges []time.Time) ([][2]int64, error) {
+	ms := make([]int64, len(edges))
+	onGrid := true
+	for i, e := range edges {
+		ms[i] = e.UnixMilli()
+		onGrid = onGrid && ms[i]%energy.GridMillis == 0
+	}
+	if onGrid {
+		return a.store.FleetEnergy(ctx, ms)
+	}
+	sum := energy.NewFleetEdges(edges)
 	last := make(map[int64]crypto.Reading)
-	err := a.store.EachRegisterBetween(ctx, from.UnixMilli()-fleetLookback.Milliseconds(), to.UnixMilli()+fleetLookback.Milliseconds(),
+	err := a.store.EachRegisterBetween(ctx, ms[0]-fleetLookback.Milliseconds(), ms[len(ms)-1]+fleetLookback.Milliseconds(),
 		func(id int64, r crypto.Reading) error {
 			prev, ok := last[id]
 			last[id] = r
@@ -160,4 +177,42 @@ func (a *API) fleetEnergy(ctx context.Context, from, to time.Time, b time.Durati
 // not show.
 func roundMilli(w float64) float64 {
 	return math.Round(w*1000) / 1000
+}
+
+// handleFleetCSV exports the fleet's energy per bucket as CSV: GET
+// /fleet/consumption.csv?from=&to=&bucket=&tz=, with the parameters and
+// defaults of /meters/{id}/consumption (the last 24 hours in 1h buckets).
+// A row is a bucket: its start and end (RFC 3339, in tz), the Wh imported
+// and exported, and whether the bucket is still in progress.
+func (a *API) handleFleetCSV(c echo.Context) error {
+	q := queryParams{c: c}
+	b := q.bucket("bucket", "1h")
+	now := a.now().UTC()
+	to := q.time("to", now)
+	from := q.time("from", to.Add(-24*time.Hour))
+	if q.err != nil {
+		return q.err
+	}
+	edges, err := b.edges(from, to)
+	if err != nil {
+		return err
+	}
+	sums, err := a.fleetEnergy(c.Request().Context(), edges)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/csv; charset=utf-8")
+	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="fleet-%s-%s.csv"`, b.name, edges[0].Format("20060102")))
+	c.Response().WriteHeader(http.StatusOK)
+	w := csv.NewWriter(c.Response())
+	w.Write([]string{"start", "end", "wh_in", "wh_out", "partial"}) //nolint:errcheck // w.Error below
+	for i, e := range sums {
+		w.Write([]string{ //nolint:errcheck // w.Error below
+			edges[i].Format(time.RFC3339), edges[i+1].Format(time.RFC3339),
+			strconv.FormatInt(e[0], 10), strconv.FormatInt(e[1], 10), strconv.FormatBool(edges[i+1].After(now)),
+		})
+	}
+	w.Flush()
+	return w.Error()
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/server/api"
+	"smartmeters/server/reporting/energy"
 )
 
 // Reporting limits shared by the query parameters.
@@ -16,14 +17,70 @@ const (
 	maxBuckets       = 10000
 )
 
-// buckets are the bucket widths the consumption and fleet endpoints accept,
-// by the name a client gives.
+// buckets are the fixed bucket widths the consumption and fleet endpoints
+// accept, by the name a client gives; "1mo", a calendar month, is the
+// other.
 var buckets = map[string]time.Duration{
 	"1m":  time.Minute,
 	"5m":  5 * time.Minute,
 	"15m": 15 * time.Minute,
 	"1h":  time.Hour,
 	"1d":  24 * time.Hour,
+}
+
+// bucketNames lists the bucket names for messages.
+const bucketNames = "1m, 5m, 15m, 1h, 1d, 1mo"
+
+// bucketing is how a request cuts time into buckets: a width, or calendar
+// months (width 0); days and months are those of loc, so that a day of a
+// time zone that changes its clock has 23 or 25 hours. Buckets shorter
+// than a day are aligned to the Unix epoch whatever loc is.
+type bucketing struct {
+	name  string
+	width time.Duration
+	loc   *time.Location
+}
+
+// calendar reports whether the buckets are days or months of loc rather
+// than fixed runs of time since the epoch.
+func (b bucketing) calendar() bool {
+	return b.width == 0 || (b.width == 24*time.Hour && b.loc != time.UTC)
+}
+
+// edges returns the edges of the buckets that cover [from, to), widened
+// outward to whole buckets, or an invalid-parameter problem when the
+// window is empty, out of range or holds more than maxBuckets.
+func (b bucketing) edges(from, to time.Time) ([]time.Time, error) {
+	if !b.calendar() {
+		from, to, err := bucketWindow(from, to, b.width)
+		if err != nil {
+			return nil, err
+		}
+		return energy.EvenEdges(from, to, b.width), nil
+	}
+	if err := checkWindow(from, to); err != nil {
+		return nil, err
+	}
+	l := from.In(b.loc)
+	start := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, b.loc)
+	step := func(t time.Time, n int) time.Time { return t.AddDate(0, 0, n) }
+	if b.width == 0 {
+		start = time.Date(l.Year(), l.Month(), 1, 0, 0, 0, 0, b.loc)
+		step = func(t time.Time, n int) time.Time { return t.AddDate(0, n, 0) }
+	}
+	edges := []time.Time{start}
+	for n := 1; edges[len(edges)-1].Before(to); n++ {
+		if n > maxBuckets {
+			return nil, api.Errorf(api.InvalidParameter, "more than %d buckets asked for", maxBuckets)
+		}
+		// From the first edge, so that a month's end is not dragged by a
+		// shorter month before it.
+		edges = append(edges, step(start, n))
+	}
+	if err := checkWindow(edges[0], edges[len(edges)-1]); err != nil {
+		return nil, err
+	}
+	return edges, nil
 }
 
 // queryParams reads a request's query parameters; the first bad one becomes
@@ -92,18 +149,32 @@ func (q *queryParams) duration(name string, def, lo, hi time.Duration) time.Dura
 	return d
 }
 
-// bucket parses name as one of the bucket widths.
-func (q *queryParams) bucket(name, def string) (string, time.Duration) {
+// bucket parses name as one of the bucket names and tz as an IANA time
+// zone (UTC when absent) for its days and months.
+func (q *queryParams) bucket(name, def string) bucketing {
 	v := q.c.QueryParam(name)
 	if v == "" {
 		v = def
 	}
+	b := bucketing{name: v, loc: time.UTC}
+	if tz := q.c.QueryParam("tz"); tz != "" {
+		loc, err := time.LoadLocation(tz)
+		if err != nil || tz == "Local" {
+			q.fail("tz", "%q is not an IANA time zone such as Europe/Berlin", tz)
+		} else {
+			b.loc = loc
+		}
+	}
+	if v == "1mo" {
+		return b
+	}
 	d, ok := buckets[v]
 	if !ok {
-		q.fail(name, "%q is not one of 1m, 5m, 15m, 1h, 1d", v)
-		return def, buckets[def]
+		q.fail(name, "%q is not one of %s", v, bucketNames)
+		return bucketing{name: def, width: buckets[def], loc: time.UTC}
 	}
-	return v, d
+	b.width = d
+	return b
 }
 
 // usernamePrefix returns name as the start of a username: at most 64 of

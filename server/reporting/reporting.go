@@ -32,6 +32,7 @@ type Store interface {
 	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
 	CountMeterStates(ctx context.Context, since time.Time) (store.MeterCounts, error)
 	EachRegisterBetween(ctx context.Context, from, to int64, fn func(meterID int64, r crypto.Reading) error) error
+	FleetEnergy(ctx context.Context, edges []int64) ([][2]int64, error)
 }
 
 // API serves the reporting endpoints and the dashboard.
@@ -73,6 +74,7 @@ func (a *API) Route(e *echo.Echo) {
 	e.GET("/meters/:id/export.csv", a.handleExport)
 	e.GET(api.PathSigningKey, a.handleSigningKey)
 	e.GET("/fleet", a.handleFleet)
+	e.GET("/fleet/consumption.csv", a.handleFleetCSV)
 	e.GET("/events", a.handleEvents)
 	a.routeDashboard(e)
 }

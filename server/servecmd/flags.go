@@ -70,6 +70,8 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "mqtt-key", TakesFile: true, Usage: "PEM private key file of --mqtt-cert", EnvVars: env("MQTT_KEY")},
 
 		&cli.DurationFlag{Name: "retention", Value: def.Retention, Usage: "drop readings older than this (by timestamp), a month's partition at a time (PostgreSQL); 0 keeps them all", EnvVars: env("RETENTION")},
+		&cli.DurationFlag{Name: "rollup-retention", Value: def.RollupRetention, Usage: "keep the fleet's rollups this long (by timestamp), longer than --retention keeps readings if need be; 0: as long as the readings", EnvVars: env("ROLLUP_RETENTION")},
+		&cli.DurationFlag{Name: "rollup-every", Value: def.RollupEvery, Usage: "how often the readings stored are rolled up into the fleet's 5-minute buckets; fleet answers add what is not yet rolled up, so this bounds their cost, not their freshness", EnvVars: env("ROLLUP_EVERY")},
 		&cli.DurationFlag{Name: "partitions-ahead", Value: def.PartitionsAhead, Usage: "create readings partitions this far ahead of now (PostgreSQL)", EnvVars: env("PARTITIONS_AHEAD")},
 		&cli.DurationFlag{Name: "silent-after", Value: def.SilentAfter, Usage: "a meter without a reading timestamped within this long is silent (reporting API, dashboard, smartmeters_meters); from 1s to 24h", EnvVars: env("SILENT_AFTER")},
 		&cli.DurationFlag{Name: "key-resync", Value: def.KeyResync, Usage: "how often key changes of the last two periods are re-read, as a safety net behind LISTEN/NOTIFY (PostgreSQL)", EnvVars: env("KEY_RESYNC")},
@@ -98,7 +100,7 @@ func config(c *cli.Context) (server.Config, error) {
 	if d := c.Duration("silent-after"); d < time.Second || d > 24*time.Hour {
 		return cfg, fmt.Errorf("--silent-after %s: must be from 1s to 24h", d)
 	}
-	for _, name := range []string{"batch-wait", "retention", "partitions-ahead"} {
+	for _, name := range []string{"batch-wait", "retention", "partitions-ahead", "rollup-retention"} {
 		if c.Duration(name) < 0 {
 			return cfg, fmt.Errorf("--%s %s: must not be negative", name, c.Duration(name))
 		}
@@ -151,6 +153,13 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.TLSCert, cfg.TLSKey, cfg.AdminClientCA = c.String("tls-cert"), c.String("tls-key"), c.String("admin-client-ca")
 	cfg.Retention, cfg.PartitionsAhead, cfg.KeyResync = c.Duration("retention"), c.Duration("partitions-ahead"), c.Duration("key-resync")
 	cfg.SilentAfter = c.Duration("silent-after")
+	cfg.RollupEvery, cfg.RollupRetention = c.Duration("rollup-every"), c.Duration("rollup-retention")
+	if cfg.RollupEvery <= 0 {
+		return cfg, fmt.Errorf("--rollup-every %s: must be positive", cfg.RollupEvery)
+	}
+	if cfg.RollupRetention != 0 && cfg.Retention != 0 && cfg.RollupRetention < cfg.Retention {
+		return cfg, fmt.Errorf("--rollup-retention %s is shorter than --retention %s: rollups are kept at least as long as their readings", cfg.RollupRetention, cfg.Retention)
+	}
 	if cfg.MQTT.Broker = c.String("mqtt-broker"); cfg.MQTT.Broker != "" {
 		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
 		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")

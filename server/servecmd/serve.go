@@ -120,6 +120,11 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 	}
 	cfg.SchemaCheck = func(ctx context.Context) error { return db.CheckSchema(ctx, conn) }
 	st := store.New(conn)
+	if built, err := st.RollupsBuilt(ctx); err != nil {
+		return err
+	} else if !built {
+		logger.Warn("the fleet's rollups do not cover the readings stored before they came; run `smartmeters rollups rebuild` (ingest goes on meanwhile)")
+	}
 	if cfg.ExportKey == nil {
 		if cfg.ExportKey, err = storedExportKey(ctx, st, cfg.Now()); err != nil {
 			return err
@@ -139,6 +144,13 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 			Every: cfg.PartitionCheckEvery, Now: cfg.Now, Logger: logger,
 		}.Run,
 	}
+	rollupRetention := cfg.RollupRetention
+	if rollupRetention == 0 {
+		rollupRetention = cfg.Retention
+	}
+	units = append(units, background.Rollups{
+		Store: st, Every: cfg.RollupEvery, Retention: rollupRetention, Now: cfg.Now, Logger: logger,
+	}.Run)
 	if in := srv.MQTT(); in != nil {
 		units = append(units, in.Run)
 	}

@@ -15,6 +15,7 @@ package energy
 import (
 	"math"
 	"math/bits"
+	"sort"
 	"time"
 
 	"smartmeters/crypto"
@@ -85,13 +86,31 @@ func registersAt(rs []crypto.Reading, j *int, t int64) (whIn, whOut int64, ok bo
 // time order and include the readings just outside the window, as
 // store.RegisterSeries returns them. One pass over rs serves all edges.
 func Apportion(rs []crypto.Reading, from, to time.Time, b time.Duration) []Bucket {
+	return ApportionEdges(rs, EvenEdges(from, to, b))
+}
+
+// EvenEdges returns the edges of the buckets of width b that make up
+// [from, to).
+func EvenEdges(from, to time.Time, b time.Duration) []time.Time {
 	n := int(to.Sub(from) / b)
-	out := make([]Bucket, n)
+	edges := make([]time.Time, n+1)
+	for i := range edges {
+		edges[i] = from.Add(time.Duration(i) * b)
+	}
+	return edges
+}
+
+// ApportionEdges is Apportion for the buckets between consecutive edges,
+// which must increase: days of a time zone, months.
+func ApportionEdges(rs []crypto.Reading, edges []time.Time) []Bucket {
+	if len(edges) < 2 {
+		return []Bucket{}
+	}
+	out := make([]Bucket, len(edges)-1)
 	j := 0 // first reading at or after the current edge
-	prevIn, prevOut, prevOK := registersAt(rs, &j, from.UnixMilli())
+	prevIn, prevOut, prevOK := registersAt(rs, &j, edges[0].UnixMilli())
 	for i := range out {
-		start := from.Add(time.Duration(i) * b)
-		end := start.Add(b)
+		start, end := edges[i], edges[i+1]
 		in, outW, ok := registersAt(rs, &j, end.UnixMilli())
 		out[i] = Bucket{Start: start, End: end}
 		if ok && prevOK {
@@ -108,23 +127,32 @@ func Apportion(rs []crypto.Reading, from, to time.Time, b time.Duration) []Bucke
 // one meter that is exactly what Apportion gives a complete bucket. A sum
 // that would pass 2^63-1 Wh stays there.
 type Fleet struct {
-	from, bm int64      // Unix milliseconds
-	Buckets  [][2]int64 // Wh in, Wh out per bucket
+	edges   []int64    // Unix milliseconds
+	Buckets [][2]int64 // Wh in, Wh out per bucket
 }
 
 // NewFleet returns an empty sum over n buckets of width b from from.
 func NewFleet(from time.Time, b time.Duration, n int) *Fleet {
-	return &Fleet{from: from.UnixMilli(), bm: b.Milliseconds(), Buckets: make([][2]int64, n)}
+	return NewFleetEdges(EvenEdges(from, from.Add(time.Duration(n)*b), b))
+}
+
+// NewFleetEdges returns an empty sum over the buckets between consecutive
+// edges, which must increase.
+func NewFleetEdges(edges []time.Time) *Fleet {
+	f := &Fleet{edges: make([]int64, len(edges)), Buckets: make([][2]int64, max(len(edges)-1, 0))}
+	for i, e := range edges {
+		f.edges[i] = e.UnixMilli()
+	}
+	return f
 }
 
 // AddSegment adds the energy of the segment between consecutive readings p
 // and r of one meter (p before r) to the buckets it overlaps.
 func (f *Fleet) AddSegment(p, r crypto.Reading) {
-	first := max(floorDiv(p.Timestamp-f.from, f.bm), 0)
-	last := min(floorDiv(r.Timestamp-1-f.from, f.bm), int64(len(f.Buckets))-1)
-	for k := first; k <= last; k++ {
-		start := f.from + k*f.bm
-		lo, hi := max(p.Timestamp, start), min(r.Timestamp, start+f.bm)
+	// The first bucket that ends after p.
+	k := sort.Search(len(f.Buckets), func(k int) bool { return f.edges[k+1] > p.Timestamp })
+	for ; k < len(f.Buckets) && f.edges[k] < r.Timestamp; k++ {
+		lo, hi := max(p.Timestamp, f.edges[k]), min(r.Timestamp, f.edges[k+1])
 		if hi <= lo {
 			continue
 		}
