@@ -223,6 +223,20 @@ func TestDashboardFleet(t *testing.T) {
 		waitFor(t, ctx, "live numbers again", `!document.body.classList.contains("stale") && document.querySelector("#stale-note").hidden`)
 	})
 
+	t.Run("YearRange", func(t *testing.T) {
+		// Three days of energy before the live meter's reading.
+		storeReadings(t, st, live, k, reg{time.Now().Add(-72 * time.Hour), 0, 0})
+		choose(t, ctx, "#fleet-range", "1y")
+		waitFor(t, ctx, "a year in days", `location.hash.includes("range=1y") && /per 1d bucket/.test(document.querySelector("#power-hint").textContent) &&
+			document.querySelector("#power-chart canvas")`)
+		days := eval[int](t, ctx, `(() => { const m = document.querySelector("#power-hint").textContent.match(/(\d+) buckets? without/); return m ? +m[1] : 0; })()`)
+		if days < 360 || days > 364 {
+			t.Errorf("%d daily buckets of the year without readings, want all but the 3 or 4 with energy", days)
+		}
+		choose(t, ctx, "#fleet-range", "30m")
+		waitFor(t, ctx, "the last 30 minutes", `/per 1m bucket/.test(document.querySelector("#power-hint").textContent)`)
+	})
+
 	t.Run("PhoneDark", func(t *testing.T) {
 		act(t, ctx,
 			chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),

@@ -114,6 +114,7 @@ func (s *Store) InsertReadings(ctx context.Context, rs []Reading) ([]Outcome, er
 // runs alone: SQLite's write transactions (BEGIN IMMEDIATE) take the
 // database's one write lock first.
 func (s *Store) insertReadingsTx(ctx context.Context, rs []Reading) ([]Outcome, error) {
+	defer s.lockWriter()()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)

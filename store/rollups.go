@@ -116,6 +116,7 @@ func (s *Store) FollowRollups(ctx context.Context) (int, error) {
 	if s.postgres {
 		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead}
 	}
+	defer s.lockWriter()()
 	tx, err := s.db.BeginTxx(ctx, opts)
 	if err != nil {
 		return 0, fmt.Errorf("follow rollups: %w", err)
@@ -727,6 +728,7 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress
 	}
 	snap.Rollback() //nolint:errcheck // read-only
 
+	defer s.lockWriter()()
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("rebuild rollups: %w", err)

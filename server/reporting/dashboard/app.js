@@ -220,7 +220,13 @@ function connect() {
 
 // ---- fleet power --------------------------------------------------------------------
 
-const fleetRanges = { "30m": [30 * MIN, "1m"], "6h": [6 * HOUR, "5m"], "24h": [DAY, "15m"] };
+// Each range with the bucket it is drawn in: the day ranges in days of the
+// zone the page shows, from the server's rollups, so that a year costs what
+// a day does.
+const fleetRanges = {
+  "30m": [30 * MIN, "1m"], "6h": [6 * HOUR, "5m"], "24h": [DAY, "15m"],
+  "7d": [7 * DAY, "1h"], "30d": [30 * DAY, "1d"], "1y": [365 * DAY, "1d"],
+};
 let powerPlot = null, powerKey = "";
 let fleetShow = 0; // the latest refreshFleet: an older one's answer is dropped
 
@@ -261,7 +267,9 @@ async function refreshFleet() {
   const [span, bucket] = fleetRanges[range];
   const show = ++fleetShow;
   try {
-    const f = await getJSON(`/fleet?bucket=${bucket}&from=${Date.now() - span}`);
+    const zone = tz === "utc" ? "UTC" : Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const f = await getJSON(`/fleet?bucket=${bucket}&from=${Date.now() - span}` +
+      (bucket === "1d" && zone ? `&tz=${encodeURIComponent(zone)}` : ""));
     if (show !== fleetShow) return;
     showFleet(f);
     drawPower(f, range + tz);
