@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,17 +44,28 @@ func BenchmarkReportingAtScale(b *testing.B) {
 
 	start := time.Now()
 	// Fingerprints only have to be unique: sha256 of the username.
-	if _, err := conn.ExecContext(ctx, `
-		INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at)
-		SELECT 'bench-' || g, '\x00'::bytea, sha256(('bench-' || g)::bytea), 'ed25519', now()
-		FROM generate_series(1, $1::bigint) g`, meters); err != nil {
-		b.Fatal(err)
+	for _, q := range []string{`
+		INSERT INTO meters (username, public_key, fingerprint, algorithm, registered_at, key_seq)
+		SELECT 'bench-' || g, '\x00'::bytea, sha256(('bench-' || g)::bytea), 'ed25519', now(), 1
+		FROM generate_series(1, $1::bigint) g`, `
+		INSERT INTO meter_keys (meter_id, seq, fingerprint, public_key, algorithm, added_at)
+		SELECT id, 1, fingerprint, public_key, algorithm, registered_at FROM meters`, `
+		INSERT INTO key_fingerprints (fingerprint, meter_id, seq) SELECT fingerprint, id, 1 FROM meters`, `
+		INSERT INTO meter_usernames (username, meter_id) SELECT username, id FROM meters`,
+	} {
+		var args []any
+		if strings.Contains(q, "$1") {
+			args = append(args, meters)
+		}
+		if _, err := conn.ExecContext(ctx, q, args...); err != nil {
+			b.Fatal(err)
+		}
 	}
 	// Each meter reports every 15 minutes at its own offset, importing
 	// 200-300 Wh and exporting 40 Wh per reading.
 	if _, err := conn.ExecContext(ctx, `
-		INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at)
-		SELECT m.id, t.ts, i * (200 + m.id % 100), i * 40, '\x00'::bytea, to_timestamp(t.ts / 1000.0)
+		INSERT INTO readings (meter_id, timestamp, wh_in, wh_out, signature, received_at, key_seq)
+		SELECT m.id, t.ts, i * (200 + m.id % 100), i * 40, '\x00'::bytea, to_timestamp(t.ts / 1000.0), 1
 		FROM meters m
 		CROSS JOIN generate_series(0, $1::bigint - 1) i
 		CROSS JOIN LATERAL (SELECT $2::bigint - ($1::bigint - 1 - i) * 900000 - (m.id * 7919) % 900000 AS ts) t`,
