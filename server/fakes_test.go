@@ -80,6 +80,9 @@ func (downReporting) CountMeterStates(context.Context, time.Time) (store.MeterCo
 func (downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
 	return errDown
 }
+func (downReporting) RegistersAround(context.Context, int64, []int64) ([]crypto.Reading, error) {
+	return nil, errDown
+}
 func (downReporting) FleetEnergy(context.Context, []int64) ([][2]int64, error) { return nil, errDown }
 
 // TestStoreFailures serves over stores that fail and checks each answer:

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 
 	"smartmeters/crypto"
+	"smartmeters/server/reporting/energy"
 	"smartmeters/store"
 )
 
@@ -186,4 +188,59 @@ func testRegisterSeries(t *testing.T, st *store.Store) {
 			t.Fatalf("RegisterSeries(meter without readings) = %+v, %v; want none", got, err)
 		}
 	})
+}
+
+// testRegistersAround checks that the readings RegistersAround gives for
+// a set of edges apportion exactly as every reading in the window does,
+// for random series and random edges, some on readings, some before the
+// first or after the last.
+func testRegistersAround(t *testing.T, st *store.Store) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(9, 10))
+	const t0 = 1764141000000
+	for round := range 4 {
+		m := newMeter(t, st, fmt.Sprintf("around-%d", round))
+		var rs []store.Reading
+		ts, in := int64(t0), int64(0)
+		for range 200 {
+			ts += 1 + rng.Int64N(600_000)
+			in += rng.Int64N(1000)
+			rs = append(rs, reading(m.ID, ts, in, in/10))
+		}
+		if _, err := st.InsertReadings(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		for range 20 {
+			var edges []time.Time
+			e := int64(t0) - 3_600_000 + rng.Int64N(7_200_000)
+			for range 1 + rng.IntN(40) {
+				if rng.IntN(5) == 0 {
+					e = rs[rng.IntN(len(rs))].Timestamp // an edge on a reading
+				}
+				if len(edges) > 0 && e <= edges[len(edges)-1].UnixMilli() {
+					e = edges[len(edges)-1].UnixMilli() + 1
+				}
+				edges = append(edges, time.UnixMilli(e))
+				e += rng.Int64N(20_000_000)
+			}
+			ms := make([]int64, len(edges))
+			for i, e := range edges {
+				ms[i] = e.UnixMilli()
+			}
+			around, err := st.RegistersAround(ctx, m.ID, ms)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, err := st.RegisterSeries(ctx, m.ID, ms[0], ms[len(ms)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(around) > 2*len(edges) {
+				t.Fatalf("%d readings around %d edges", len(around), len(edges))
+			}
+			if got, want := energy.ApportionEdges(around, edges), energy.ApportionEdges(all, edges); !slices.Equal(got, want) {
+				t.Fatalf("round %d: the readings around the edges apportion to %v, every reading to %v", round, got, want)
+			}
+		}
+	}
 }

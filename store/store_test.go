@@ -30,6 +30,7 @@ func TestConformance(t *testing.T) {
 			t.Run("ReceivedAfterKey", func(t *testing.T) { testReceivedAfterKey(t, st) })
 			t.Run("ReadingsBetween", func(t *testing.T) { testReadingsBetween(t, st) })
 			t.Run("RegisterSeries", func(t *testing.T) { testRegisterSeries(t, st) })
+			t.Run("RegistersAround", func(t *testing.T) { testRegistersAround(t, st) })
 			t.Run("EachRegisterBetween", func(t *testing.T) { testEachRegisterBetween(t, st) })
 			t.Run("Rollups", func(t *testing.T) { testRollups(t, st) })
 			t.Run("RevokeKey", func(t *testing.T) { testRevokeKey(t, st) })

@@ -6,6 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"smartmeters/crypto"
 	"smartmeters/server/api"
 	"smartmeters/server/reporting/energy"
 )
@@ -59,7 +60,19 @@ func (a *API) handleConsumption(c echo.Context) error {
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err
 	}
-	rs, err := a.store.RegisterSeries(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli())
+	// Days and months: the readings around each edge, two index probes a
+	// bucket, whatever the readings in the window; finer buckets: every
+	// reading in the window, which a bucket of a few minutes holds few of.
+	var rs []crypto.Reading
+	if b.width == 0 || b.width >= 24*time.Hour {
+		ms := make([]int64, len(edges))
+		for i, e := range edges {
+			ms[i] = e.UnixMilli()
+		}
+		rs, err = a.store.RegistersAround(c.Request().Context(), id, ms)
+	} else {
+		rs, err = a.store.RegisterSeries(c.Request().Context(), id, from.UnixMilli(), to.UnixMilli())
+	}
 	if err != nil {
 		return err
 	}

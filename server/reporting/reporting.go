@@ -30,6 +30,7 @@ type Store interface {
 	ReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
 	NewestReadingsBetween(ctx context.Context, meterID, from, to int64, limit int) ([]store.Reading, error)
 	RegisterSeries(ctx context.Context, meterID, from, to int64) ([]crypto.Reading, error)
+	RegistersAround(ctx context.Context, meterID int64, edges []int64) ([]crypto.Reading, error)
 	CountMeterStates(ctx context.Context, since time.Time) (store.MeterCounts, error)
 	EachRegisterBetween(ctx context.Context, from, to int64, fn func(meterID int64, r crypto.Reading) error) error
 	FleetEnergy(ctx context.Context, edges []int64) ([][2]int64, error)
