@@ -109,6 +109,14 @@ func (s *Store) RollupsBuilt(ctx context.Context) (bool, error) {
 // the lease or another follower is at it. Any number of servers may call
 // it at once.
 func (s *Store) FollowRollups(ctx context.Context) (int, error) {
+	n, err := s.followRollups(ctx)
+	if serializationFailure(err) {
+		return 0, nil // another follower rolled up after this one's snapshot
+	}
+	return n, err
+}
+
+func (s *Store) followRollups(ctx context.Context) (int, error) {
 	// On PostgreSQL the transaction is one snapshot, so that the readings
 	// it reads are exactly those stored before the queue it takes; SQLite's
 	// write transaction runs alone.
@@ -122,14 +130,17 @@ func (s *Store) FollowRollups(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("follow rollups: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// The state row is what followers and a rebuild's lease line up on: a
+	// follower at work holds it, others skip, and taking the lease waits
+	// for the follower to finish.
 	lock := `SELECT lease_until FROM rollup_state WHERE id = 1`
 	if s.postgres {
-		lock += ` FOR UPDATE`
+		lock += ` FOR UPDATE SKIP LOCKED`
 	}
 	var until int64
 	if err := tx.GetContext(ctx, &until, lock); err != nil {
-		if serializationFailure(err) {
-			return 0, nil // another follower has just rolled up
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil // another follower is at work
 		}
 		return 0, fmt.Errorf("follow rollups: %w", err)
 	}

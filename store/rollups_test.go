@@ -3,11 +3,13 @@ package store_test
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,4 +250,101 @@ func localDays(from time.Time, n int) []int64 {
 		edges[i] = d.AddDate(0, 0, i).UnixMilli()
 	}
 	return edges
+}
+
+// testRollupsConcurrent stores random series from several goroutines at
+// once while two followers (two stores on the database, as two servers
+// would be) roll up and a rebuild runs: no follower fails, a second
+// rebuild while one runs is refused, and once all is rolled up the fleet's
+// energy equals the computation from the readings.
+func testRollupsConcurrent(t *testing.T, st *store.Store, other *store.Store) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(15, 15))
+	from := time.Date(2091, 6, 1, 0, 0, 0, 0, time.UTC)
+	series := map[int64][]crypto.Reading{}
+	batches := map[int64][][]store.Reading{}
+	for i := range 4 {
+		m := newMeter(t, st, fmt.Sprintf("rollup-concurrent-%d", i))
+		rs := rollupSeries(rng, from, i)
+		series[m.ID] = rs
+		pending := make([]store.Reading, len(rs))
+		for j, r := range rs {
+			pending[j] = reading(m.ID, r.Timestamp, r.WhIn, r.WhOut)
+		}
+		rng.Shuffle(len(pending), func(i, j int) { pending[i], pending[j] = pending[j], pending[i] })
+		for len(pending) > 0 {
+			n := min(1+rng.IntN(5), len(pending))
+			batches[m.ID] = append(batches[m.ID], pending[:n])
+			pending = pending[n:]
+		}
+	}
+	ingestDone := make(chan struct{})
+	errs := make(chan error, 16)
+	var ingest, follow sync.WaitGroup
+	for _, bs := range batches {
+		ingest.Go(func() {
+			for _, b := range bs {
+				out, err := st.InsertReadings(ctx, b)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, o := range out {
+					if o != store.Stored {
+						errs <- fmt.Errorf("reading %s: %s", readingString(b[i]), o)
+					}
+				}
+			}
+		})
+	}
+	for _, s := range []*store.Store{st, other} {
+		follow.Go(func() {
+			for {
+				select {
+				case <-ingestDone:
+					return
+				default:
+				}
+				if _, err := s.FollowRollups(ctx); err != nil {
+					errs <- fmt.Errorf("follower: %w", err)
+					return
+				}
+			}
+		})
+	}
+	follow.Go(func() {
+		progress := func(store.RebuildProgress) {
+			// While this rebuild holds the lease, another is refused.
+			if _, err := other.RebuildRollups(ctx, from, from.Add(time.Hour), nil); !errors.Is(err, store.ErrRebuildRunning) {
+				errs <- fmt.Errorf("a second rebuild during the first: %v, want %v", err, store.ErrRebuildRunning)
+			}
+		}
+		if _, err := st.RebuildRollups(ctx, from.Add(-time.Hour), from.Add(100*time.Hour), progress); err != nil {
+			errs <- fmt.Errorf("rebuild: %w", err)
+		}
+	})
+	ingest.Wait()
+	close(ingestDone)
+	follow.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for {
+		n, err := other.FollowRollups(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	edges := evenEdges(from.Add(-3*time.Hour), time.Hour, 24*5)
+	got, err := st.FleetEnergy(ctx, edges)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := rawFleet(series, edges); !slices.Equal(got, want) {
+		t.Fatalf("after concurrent ingest, follow and rebuild: rollups give %v, the readings %v", got, want)
+	}
 }

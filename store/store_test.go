@@ -33,6 +33,7 @@ func TestConformance(t *testing.T) {
 			t.Run("RegistersAround", func(t *testing.T) { testRegistersAround(t, st) })
 			t.Run("EachRegisterBetween", func(t *testing.T) { testEachRegisterBetween(t, st) })
 			t.Run("Rollups", func(t *testing.T) { testRollups(t, st) })
+			t.Run("RollupsConcurrent", func(t *testing.T) { testRollupsConcurrent(t, st, store.New(conn)) })
 			t.Run("RevokeKey", func(t *testing.T) { testRevokeKey(t, st) })
 			t.Run("ReplaceKey", func(t *testing.T) { testReplaceKey(t, st) })
 			t.Run("KeysChangedSince", func(t *testing.T) { testKeysChangedSince(t, st) })
