@@ -124,3 +124,57 @@ func TestPartitionsCheck(t *testing.T) {
 		})
 	}
 }
+
+// fakeRollups counts the follower's calls and records the horizons it is
+// asked to drop rollups before.
+type fakeRollups struct {
+	mu       sync.Mutex
+	follows  int
+	horizons []time.Time
+}
+
+func (f *fakeRollups) FollowRollups(context.Context) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.follows++
+	return 1, nil
+}
+
+func (f *fakeRollups) DropRollupsBefore(_ context.Context, h time.Time) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.horizons = append(f.horizons, h)
+	return 0, nil
+}
+
+// TestRollups runs the rollup follower for a while: it rolls up every
+// Every, and drops rollups older than Retention, measured from its clock,
+// once an hour (here once, the clock standing still).
+func TestRollups(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for _, retention := range []time.Duration{0, 30 * 24 * time.Hour} {
+		f := &fakeRollups{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- background.Rollups{Store: f, Every: 5 * time.Millisecond, Retention: retention, Now: func() time.Time { return now }, Logger: logger}.Run(ctx)
+		}()
+		time.Sleep(100 * time.Millisecond)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run returned %v", err)
+		}
+		f.mu.Lock()
+		if f.follows < 3 {
+			t.Errorf("retention %s: the follower ran %d times in 100 ms every 5 ms", retention, f.follows)
+		}
+		var want []time.Time
+		if retention > 0 {
+			want = []time.Time{now.Add(-retention)}
+		}
+		if !slices.Equal(f.horizons, want) {
+			t.Errorf("retention %s: rollups dropped before %v, want %v", retention, f.horizons, want)
+		}
+		f.mu.Unlock()
+	}
+}

@@ -144,8 +144,9 @@ func Run(ctx context.Context, cfg server.Config, url string, migrate bool, pub, 
 			Every: cfg.PartitionCheckEvery, Now: cfg.Now, Logger: logger,
 		}.Run,
 	}
+	// Rollups go with their readings, which only PostgreSQL drops.
 	rollupRetention := cfg.RollupRetention
-	if rollupRetention == 0 {
+	if rollupRetention == 0 && driver == db.Postgres {
 		rollupRetention = cfg.Retention
 	}
 	units = append(units, background.Rollups{
