@@ -484,20 +484,35 @@ func (s *Store) FleetEnergy(ctx context.Context, edges []int64) ([][2]int64, err
 		}
 		return k
 	}
-	rows, err := tx.QueryContext(ctx, `
+	// PostgreSQL adds the grid's buckets up per answer bucket itself, so
+	// that a year of them is not sent over; SQLite, in the process, hands
+	// them over one by one.
+	query, args := `
 		SELECT bucket, in_high, in_low, out_high, out_low FROM fleet_rollups
-		WHERE bucket >= $1 AND bucket < $2 ORDER BY bucket`, from, to)
+		WHERE bucket >= $1 AND bucket < $2 ORDER BY bucket`, []any{from, to}
+	if s.postgres {
+		query, args = `
+			SELECT width_bucket(bucket, $3::bigint[]) - 1 AS k, sum(in_high), sum(in_low), sum(out_high), sum(out_low)
+			FROM fleet_rollups WHERE bucket >= $1 AND bucket < $2 GROUP BY k ORDER BY k`, []any{from, to, pq.Array(edges)}
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("fleet energy: %w", err)
 	}
 	err = func() error {
 		defer rows.Close()
 		for rows.Next() {
-			var start, ih, il, oh, ol int64
-			if err := rows.Scan(&start, &ih, &il, &oh, &ol); err != nil {
+			var at, ih, il, oh, ol int64
+			if err := rows.Scan(&at, &ih, &il, &oh, &ol); err != nil {
 				return err
 			}
-			i := bucketOf(start)
+			i := int(at)
+			if !s.postgres {
+				i = bucketOf(at)
+			}
+			if i < 0 || i >= len(sums) {
+				return fmt.Errorf("bucket %d of %d", i, len(sums))
+			}
 			sums[i][0], sums[i][1] = sums[i][0].Add(energy.Join(ih, il)), sums[i][1].Add(energy.Join(oh, ol))
 		}
 		return rows.Err()
