@@ -724,6 +724,29 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress
 			return res, err
 		}
 		res.Readings += int64(len(rs))
+		// The readings just outside the range may be queued, not rolled
+		// up: the segment at each edge then starts or ends at the nearest
+		// rolled-up reading further out.
+		for len(rs) > 0 && rs[0].Timestamp < f && isQueued[readingKey{id, rs[0].Timestamp}] {
+			p, ok, err := s.neighbour(ctx, snap, id, rs[0].Timestamp, false)
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				break
+			}
+			rs = slices.Insert(rs, 0, p)
+		}
+		for n := len(rs); n > 0 && rs[n-1].Timestamp > t && isQueued[readingKey{id, rs[n-1].Timestamp}]; n = len(rs) {
+			r, ok, err := s.neighbour(ctx, snap, id, rs[n-1].Timestamp, true)
+			if err != nil {
+				return res, err
+			}
+			if !ok {
+				break
+			}
+			rs = append(rs, r)
+		}
 		rs = slices.DeleteFunc(rs, func(r crypto.Reading) bool { return isQueued[readingKey{id, r.Timestamp}] })
 		if len(rs) > 0 && full {
 			last[id] = rs[len(rs)-1]

@@ -138,6 +138,47 @@ func testRollups(t *testing.T, st *store.Store) {
 	}
 	check("rebuilt in part")
 
+	// Readings queued just outside a range being rebuilt, the follower not
+	// yet at them: the segments at its edges start and end at the
+	// rolled-up readings further out.
+	a, b := from.Add(30*time.Hour), from.Add(60*time.Hour)
+	var outside []store.Reading
+	for id, s := range series {
+		for _, edge := range []int64{a.UnixMilli() - 1, b.UnixMilli()} {
+			// p is the last reading at or before edge, q the first after.
+			i, _ := slices.BinarySearchFunc(s, edge+1, func(r crypto.Reading, t int64) int { return cmp.Compare(r.Timestamp, t) })
+			if i == 0 || i == len(s) {
+				continue
+			}
+			p, q := s[i-1], s[i]
+			lo, hi := max(p.Timestamp, edge)+1, q.Timestamp // x in [lo, hi), beyond the edge seen from the range
+			if edge < b.UnixMilli() {
+				lo, hi = p.Timestamp+1, min(q.Timestamp, edge+1)
+			}
+			if lo >= hi {
+				continue
+			}
+			x := lo + (hi-lo)/2
+			outside = append(outside, reading(id, x, p.WhIn+(q.WhIn-p.WhIn)/4, p.WhOut+(q.WhOut-p.WhOut)/4))
+		}
+	}
+	if len(outside) < 3 {
+		t.Fatalf("%d readings fit just outside the range; the series give too few", len(outside))
+	}
+	storeReadings(t, st, outside...)
+	for _, r := range outside {
+		at, _ := slices.BinarySearchFunc(series[r.MeterID], r.Timestamp, func(a crypto.Reading, t int64) int { return cmp.Compare(a.Timestamp, t) })
+		series[r.MeterID] = slices.Insert(series[r.MeterID], at, r.Reading)
+	}
+	if _, err := st.RebuildRollups(ctx, a, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt in part with readings queued at its edges")
+	if _, err := st.FollowRollups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("those readings rolled up")
+
 	// A late reading between two rolled-up ones, and one across a long
 	// segment, with the follower behind and then caught up.
 	var id int64
