@@ -572,8 +572,8 @@ func spread(sums [][2]energy.Wide, edges []int64, sp span, sub bool) {
 		if hi <= lo {
 			continue
 		}
-		in := energy.WideOf(energy.Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, hi) - energy.Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, lo))
-		out := energy.WideOf(energy.Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, hi) - energy.Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, lo))
+		wIn, wOut := energy.Share(p, r, lo, hi)
+		in, out := energy.WideOf(wIn), energy.WideOf(wOut)
 		if sub {
 			in, out = in.Neg(), out.Neg()
 		}

@@ -156,11 +156,18 @@ func (f *Fleet) AddSegment(p, r crypto.Reading) {
 		if hi <= lo {
 			continue
 		}
-		in := Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, hi) - Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, lo)
-		out := Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, hi) - Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, lo)
+		in, out := Share(p, r, lo, hi)
 		f.Buckets[k][0] = saturatingAdd(f.Buckets[k][0], in)
 		f.Buckets[k][1] = saturatingAdd(f.Buckets[k][1], out)
 	}
+}
+
+// Share returns the rise of both registers across [lo, hi] on the segment
+// from reading p to reading r, p.Timestamp <= lo <= hi <= r.Timestamp: the
+// interpolated registers at hi less those at lo.
+func Share(p, r crypto.Reading, lo, hi int64) (whIn, whOut int64) {
+	return Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, hi) - Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, lo),
+		Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, hi) - Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, lo)
 }
 
 // saturatingAdd returns a+b, held at the int64 limits instead of wrapping.

@@ -87,8 +87,7 @@ func (c Change) AddSeries(rs []crypto.Reading, sub bool) {
 func (c Change) addSegment(p, r crypto.Reading, sub bool) {
 	for start := floorDiv(p.Timestamp, GridMillis) * GridMillis; start < r.Timestamp; start += GridMillis {
 		lo, hi := max(p.Timestamp, start), min(r.Timestamp, start+GridMillis)
-		in := Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, hi) - Interpolate(p.Timestamp, p.WhIn, r.Timestamp, r.WhIn, lo)
-		out := Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, hi) - Interpolate(p.Timestamp, p.WhOut, r.Timestamp, r.WhOut, lo)
+		in, out := Share(p, r, lo, hi)
 		if in == 0 && out == 0 {
 			continue
 		}
@@ -103,26 +102,4 @@ func (c Change) addSegment(p, r crypto.Reading, sub bool) {
 		}
 		e[0], e[1] = e[0].Add(win), e[1].Add(wout)
 	}
-}
-
-// Merge adds o to c.
-func (c Change) Merge(o Change) {
-	for start, v := range o {
-		e := c[start]
-		if e == nil {
-			e = new([2]Wide)
-			c[start] = e
-		}
-		e[0], e[1] = e[0].Add(v[0]), e[1].Add(v[1])
-	}
-}
-
-// AddReadings adds the change that the readings added make to a meter's
-// segments: the segments of all, less those of old. all is the meter's
-// readings in time order across the range that the added readings touch,
-// from the last reading before the first of them to the first after the
-// last of them when those exist; old is all without the added readings.
-func (c Change) AddReadings(old, all []crypto.Reading) {
-	c.AddSeries(all, false)
-	c.AddSeries(old, true)
 }

@@ -116,7 +116,8 @@ func arrive(rng *rand.Rand, c energy.Change, rs []crypto.Reading) {
 		lo, hi := max(at-1, 0), min(at+1, len(have))
 		old := slices.Clone(have[lo:hi])
 		have = slices.Insert(have, at, r)
-		c.AddReadings(old, have[lo:hi+1])
+		c.AddSeries(have[lo:hi+1], false) // the segments through r
+		c.AddSeries(old, true)            // less the one it splits
 	}
 }
 
