@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -171,18 +170,13 @@ func compare(stored, sent crypto.Reading) Outcome {
 // already stored, and returns how many it inserted. Only placeholders are
 // added to the statement; every value is bound.
 func (s *Store) insertRows(ctx context.Context, tx *sqlx.Tx, rs []Reading) (int, error) {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at) VALUES `)
 	args := make([]any, 0, 7*len(rs))
-	for i, r := range rs {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?,?,?,?,?,?,?)")
+	for _, r := range rs {
 		args = append(args, r.MeterID, r.KeySeq, r.Timestamp, r.WhIn, r.WhOut, r.Signature, r.ReceivedAt.UTC())
 	}
-	b.WriteString(` ON CONFLICT (meter_id, timestamp) DO NOTHING`)
-	res, err := tx.ExecContext(ctx, b.String(), args...)
+	q := `INSERT INTO readings (meter_id, key_seq, timestamp, wh_in, wh_out, signature, received_at) VALUES ` +
+		placeholders(len(rs), 7) + ` ON CONFLICT (meter_id, timestamp) DO NOTHING`
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, fmt.Errorf("insert: %w", err)
 	}

@@ -382,21 +382,15 @@ func (s *Store) addBuckets(ctx context.Context, tx *sqlx.Tx, c energy.Change, on
 	}
 	slices.Sort(starts) // one order for every writer
 	for chunk := range slices.Chunk(starts, rowsPerStatement) {
-		var b strings.Builder
-		b.WriteString(`INSERT INTO fleet_rollups (bucket, in_high, in_low, out_high, out_low) VALUES `)
 		args := make([]any, 0, 5*len(chunk))
-		for i, start := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?)")
+		for _, start := range chunk {
 			e := c[start]
 			ih, il := e[0].Split()
 			oh, ol := e[1].Split()
 			args = append(args, start, ih, il, oh, ol)
 		}
-		b.WriteString(onConflict)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
+		q := `INSERT INTO fleet_rollups (bucket, in_high, in_low, out_high, out_low) VALUES ` + placeholders(len(chunk), 5) + onConflict
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("rollups: buckets: %w", err)
 		}
 	}
@@ -405,17 +399,12 @@ func (s *Store) addBuckets(ctx context.Context, tx *sqlx.Tx, c energy.Change, on
 
 func insertSpans(ctx context.Context, tx *sqlx.Tx, spans []span) error {
 	for chunk := range slices.Chunk(spans, rowsPerStatement) {
-		var b strings.Builder
-		b.WriteString(`INSERT INTO rollup_spans (meter_id, from_ts, to_ts, from_in, to_in, from_out, to_out) VALUES `)
 		args := make([]any, 0, 7*len(chunk))
-		for i, sp := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?)")
+		for _, sp := range chunk {
 			args = append(args, sp.meter, sp.from.Timestamp, sp.to.Timestamp, sp.from.WhIn, sp.to.WhIn, sp.from.WhOut, sp.to.WhOut)
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
+		q := `INSERT INTO rollup_spans (meter_id, from_ts, to_ts, from_in, to_in, from_out, to_out) VALUES ` + placeholders(len(chunk), 7)
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("rollups: spans: %w", err)
 		}
 	}
@@ -430,19 +419,14 @@ func (s *Store) putLast(ctx context.Context, tx *sqlx.Tx, last map[int64]crypto.
 	}
 	slices.Sort(ids)
 	for chunk := range slices.Chunk(ids, rowsPerStatement) {
-		var b strings.Builder
-		b.WriteString(`INSERT INTO rollup_meters (meter_id, timestamp, wh_in, wh_out) VALUES `)
 		args := make([]any, 0, 4*len(chunk))
-		for i, id := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?)")
+		for _, id := range chunk {
 			r := last[id]
 			args = append(args, id, r.Timestamp, r.WhIn, r.WhOut)
 		}
-		b.WriteString(` ON CONFLICT (meter_id) DO UPDATE SET timestamp = excluded.timestamp, wh_in = excluded.wh_in, wh_out = excluded.wh_out`)
-		if _, err := tx.ExecContext(ctx, tx.Rebind(b.String()), args...); err != nil {
+		q := `INSERT INTO rollup_meters (meter_id, timestamp, wh_in, wh_out) VALUES ` + placeholders(len(chunk), 4) +
+			` ON CONFLICT (meter_id) DO UPDATE SET timestamp = excluded.timestamp, wh_in = excluded.wh_in, wh_out = excluded.wh_out`
+		if _, err := tx.ExecContext(ctx, tx.Rebind(q), args...); err != nil {
 			return fmt.Errorf("rollups: newest readings: %w", err)
 		}
 	}

@@ -47,6 +47,14 @@ type Store struct {
 	writing sync.Mutex
 }
 
+// placeholders returns n rows of cols placeholders for a multi-row
+// INSERT: "(?,?),(?,?)" for n 2, cols 2. Only placeholders are added to a
+// statement; every value is bound.
+func placeholders(n, cols int) string {
+	row := "(?" + strings.Repeat(",?", cols-1) + ")"
+	return row + strings.Repeat(","+row, n-1)
+}
+
 // lockWriter takes the SQLite writer's turn in this process, and returns
 // what gives it back; on PostgreSQL it does nothing.
 func (s *Store) lockWriter() func() {

@@ -46,17 +46,11 @@ func (a *API) handleConsumption(c echo.Context) error {
 		return err
 	}
 	q := queryParams{c: c}
-	b := q.bucket("bucket", "1h")
-	to := q.time("to", a.now())
-	from := q.time("from", to.Add(-24*time.Hour))
-	if q.err != nil {
-		return q.err
-	}
-	edges, err := b.edges(from, to)
+	b, edges, err := q.window("1h", 24*time.Hour, a.now())
 	if err != nil {
 		return err
 	}
-	from, to = edges[0], edges[len(edges)-1]
+	from, to := edges[0], edges[len(edges)-1]
 	if _, err := a.meterSummary(c, id); err != nil {
 		return err
 	}

@@ -71,14 +71,8 @@ type fleetBucketJSON struct {
 func (a *API) handleFleet(c echo.Context) error {
 	q := queryParams{c: c}
 	window := q.duration("window", a.silentAfter, time.Second, 24*time.Hour)
-	b := q.bucket("bucket", defaultFleetBucket)
 	now := a.now().UTC()
-	to := q.time("to", now)
-	from := q.time("from", to.Add(-defaultFleetSpan))
-	if q.err != nil {
-		return q.err
-	}
-	edges, err := b.edges(from, to)
+	b, edges, err := q.window(defaultFleetBucket, defaultFleetSpan, now)
 	if err != nil {
 		return err
 	}
@@ -186,14 +180,8 @@ func roundMilli(w float64) float64 {
 // and exported, and whether the bucket is still in progress.
 func (a *API) handleFleetCSV(c echo.Context) error {
 	q := queryParams{c: c}
-	b := q.bucket("bucket", "1h")
 	now := a.now().UTC()
-	to := q.time("to", now)
-	from := q.time("from", to.Add(-24*time.Hour))
-	if q.err != nil {
-		return q.err
-	}
-	edges, err := b.edges(from, to)
+	b, edges, err := q.window("1h", 24*time.Hour, now)
 	if err != nil {
 		return err
 	}

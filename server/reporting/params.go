@@ -177,6 +177,21 @@ func (q *queryParams) bucket(name, def string) bucketing {
 	return b
 }
 
+// window reads bucket, tz, from and to: the buckets of [from, to),
+// widened outward to whole buckets; by default def buckets over the span
+// before now. It returns the bucketing and the buckets' edges, or the
+// first bad parameter's problem.
+func (q *queryParams) window(def string, span time.Duration, now time.Time) (bucketing, []time.Time, error) {
+	b := q.bucket("bucket", def)
+	to := q.time("to", now)
+	from := q.time("from", to.Add(-span))
+	if q.err != nil {
+		return b, nil, q.err
+	}
+	edges, err := b.edges(from, to)
+	return b, edges, err
+}
+
 // usernamePrefix returns name as the start of a username: at most 64 of
 // A-Z a-z 0-9 . _ -, as usernames are; "" when absent.
 func (q *queryParams) usernamePrefix(name string) string {
