@@ -23,9 +23,10 @@ func Command() *cli.Command {
 			Usage: "build the rollups from the readings stored",
 			Description: "Reads every reading in the range once, meter by meter, in one snapshot of\n" +
 				"the database, and replaces the range's buckets in one transaction at the end.\n" +
-				"It costs about what reading those rows costs (a minute or two per million\n" +
-				"readings on a small machine), memory for the buckets of the range (a year is\n" +
-				"about 6 MB), and on SQLite a write lock only for the final replace.\n" +
+				"It costs about what reading those rows costs (50 million readings took 3 min\n" +
+				"15 s on a 2-core machine with PostgreSQL), memory for the range's buckets\n" +
+				"(about 100 bytes each, 288 a day), and on SQLite the write lock only for\n" +
+				"the final replace.\n" +
 				"\n" +
 				"Ingest goes on meanwhile: readings stored during the rebuild wait in the\n" +
 				"rollups' queue, which serve rolls up once the rebuild is done, and fleet\n" +
