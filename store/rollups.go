@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -631,9 +630,7 @@ type RebuildResult struct {
 // Running it again gives the same rollups.
 func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress func(RebuildProgress)) (RebuildResult, error) {
 	var res RebuildResult
-	owner := make([]byte, 8)
-	rand.Read(owner)
-	lease := hex.EncodeToString(owner)
+	lease := rand.Text()
 	if err := s.takeLease(ctx, lease); err != nil {
 		return res, err
 	}

@@ -179,19 +179,23 @@ func (b Backend) OpenMigrated(t testing.TB) *sqlx.DB {
 	return d
 }
 
-// RequireDistributed fails the test unless every table of a meter, and
-// the two claim tables, are distributed tables of the Citus cluster that
-// d is on, as citus_tables lists them.
+// RequireDistributed fails the test unless every table of a meter, the
+// two claim tables and the rollups' per-meter tables are distributed
+// tables of the Citus cluster that d is on, and the fleet's rollups and
+// their state reference tables, as citus_tables lists them.
 func RequireDistributed(t testing.TB, d *sqlx.DB) {
 	t.Helper()
 	const q = `
-		SELECT t FROM unnest($1::text[]) AS t
+		SELECT t FROM unnest($1::text[], $2::text[]) AS x (t, kind)
 		WHERE NOT EXISTS (
 			SELECT 1 FROM public.citus_tables c
-			WHERE c.table_name = to_regclass(t) AND c.citus_table_type = 'distributed')`
+			WHERE c.table_name = to_regclass(t) AND c.citus_table_type = kind)`
 	var missing []string
-	tables := pq.StringArray{"meters", "meter_keys", "meter_key_events", "readings", "key_fingerprints", "meter_usernames"}
-	if err := d.SelectContext(context.Background(), &missing, q, tables); err != nil {
+	tables := pq.StringArray{"meters", "meter_keys", "meter_key_events", "readings", "key_fingerprints", "meter_usernames",
+		"rollup_queue", "rollup_meters", "rollup_spans", "fleet_rollups", "rollup_state"}
+	kinds := pq.StringArray{"distributed", "distributed", "distributed", "distributed", "distributed", "distributed",
+		"distributed", "distributed", "distributed", "reference", "reference"}
+	if err := d.SelectContext(context.Background(), &missing, q, tables, kinds); err != nil {
 		t.Fatalf("citus_tables: %v", err)
 	}
 	if len(missing) > 0 {
