@@ -146,6 +146,9 @@ func (s *Store) followRollups(ctx context.Context) (int, error) {
 	if until > time.Now().UnixMilli() {
 		return 0, nil
 	}
+	if err := s.commuteOnCluster(ctx, tx); err != nil {
+		return 0, err
+	}
 	queued, err := takeQueue(ctx, tx)
 	if err != nil {
 		return 0, err
@@ -167,6 +170,25 @@ func (s *Store) followRollups(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("follow rollups: commit: %w", err)
 	}
 	return len(queued), nil
+}
+
+// commuteOnCluster tells a Citus cluster that the transaction's taking of
+// the queue commutes with the ingest that fills it: the follower removes
+// only rows of its snapshot, and the rows added meanwhile stay. That
+// spares the ingest calls on the queue's shards the wait for the
+// follower's shard locks. Elsewhere it does nothing.
+func (s *Store) commuteOnCluster(ctx context.Context, tx *sqlx.Tx) error {
+	if !s.postgres {
+		return nil
+	}
+	cluster, err := s.isCluster(ctx)
+	if err != nil || !cluster {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `SET LOCAL citus.all_modifications_commutative TO on`); err != nil {
+		return fmt.Errorf("follow rollups: %w", err)
+	}
+	return nil
 }
 
 // serializationFailure reports whether err is PostgreSQL's refusal to let
