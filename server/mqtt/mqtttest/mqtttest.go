@@ -162,6 +162,25 @@ type Private struct {
 // if EnvRequire is set.
 func StartPrivate(t testing.TB) *Private {
 	t.Helper()
+	return startPrivate(t, nil)
+}
+
+// TLS is what a private broker's TLS listener needs, PEM-encoded: the CA
+// that signs the certificates it trusts, and its own certificate and key.
+type TLS struct {
+	CA, Cert, Key []byte
+}
+
+// StartPrivateTLS starts a private Mosquitto as StartPrivate does, whose
+// one listener speaks only TLS with the certificate of tls and demands a
+// client certificate that tls.CA signed. Its URL is mqtts://.
+func StartPrivateTLS(t testing.TB, tls TLS) *Private {
+	t.Helper()
+	return startPrivate(t, &tls)
+}
+
+func startPrivate(t testing.TB, tls *TLS) *Private {
+	t.Helper()
 	if _, err := exec.LookPath("mosquitto"); err != nil {
 		if os.Getenv(EnvRequire) != "" {
 			t.Fatalf("%s is set but mosquitto is not installed", EnvRequire)
@@ -190,10 +209,21 @@ func StartPrivate(t testing.TB) *Private {
 	// stops delivery altogether on Mosquitto before 2.0.12.)
 	conf := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\n"+
 		"autosave_interval 1\nmax_queued_messages 1000000\nlog_dest file %s/mosquitto.log\n", port, dir, dir)
+	scheme := "mqtt"
+	if tls != nil {
+		scheme = "mqtts"
+		for name, data := range map[string][]byte{"ca.pem": tls.CA, "broker.pem": tls.Cert, "broker.key": tls.Key} {
+			// Readable by the user mosquitto, as the directory is.
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conf += fmt.Sprintf("cafile %[1]s/ca.pem\ncertfile %[1]s/broker.pem\nkeyfile %[1]s/broker.key\nrequire_certificate true\n", dir)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &Private{URL: "mqtt://127.0.0.1:" + port, t: t, dir: dir, port: port}
+	p := &Private{URL: scheme + "://127.0.0.1:" + port, t: t, dir: dir, port: port}
 	p.Start()
 	t.Cleanup(func() {
 		p.Stop()
