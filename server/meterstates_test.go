@@ -51,6 +51,10 @@ func TestMeterStates(t *testing.T) {
 				{"state=revoked", []string{"gone"}},
 				{"state=silent&window=3h", []string{"never"}},
 				{"state=silent&username=o", []string{"old"}},
+				{"sort=state", []string{"old", "never", "bad", "gone", "live"}},
+				{"sort=state&username=o", []string{"old"}},
+				{"sort=state&state=reporting", []string{"live"}},
+				{"sort=id", []string{"live", "old", "never", "bad", "gone"}},
 			} {
 				t.Run(tt.query, func(t *testing.T) {
 					// Pages of one, so that a page is filled across store pages.
@@ -59,7 +63,9 @@ func TestMeterStates(t *testing.T) {
 					}
 				})
 			}
-			wantProblem(t, get(t, ts.admin+"/meters?state=asleep"), http.StatusBadRequest, "invalid-parameter")
+			for _, bad := range []string{"state=asleep", "sort=name", "sort=state&afterState=asleep"} {
+				wantProblem(t, get(t, ts.admin+"/meters?"+bad), http.StatusBadRequest, "invalid-parameter")
+			}
 
 			var fleet struct {
 				Registered int64 `json:"metersRegistered"`
@@ -113,7 +119,8 @@ func listAll(t *testing.T, ts testServer, path string) []string {
 			Meters []struct {
 				Username string `json:"username"`
 			} `json:"meters"`
-			Next *int64 `json:"next"`
+			Next      *int64 `json:"next"`
+			NextState string `json:"nextState"`
 		}
 		getJSON(t, ts, next, &p)
 		for _, m := range p.Meters {
@@ -123,5 +130,8 @@ func listAll(t *testing.T, ts testServer, path string) []string {
 			return names
 		}
 		next = fmt.Sprintf("%s&after=%d", path, *p.Next)
+		if p.NextState != "" {
+			next += "&afterState=" + p.NextState
+		}
 	}
 }

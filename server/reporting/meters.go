@@ -1,10 +1,12 @@
 package reporting
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -108,10 +110,17 @@ type meterListJSON struct {
 	Meters []meterJSON `json:"meters"`
 	// Next is the after cursor of the next page; absent on the last page.
 	Next *int64 `json:"next,omitempty"`
+	// NextState is, sorted by state, the state the next page goes on in:
+	// its afterState.
+	NextState string `json:"nextState,omitempty"`
 }
 
-// handleListMeters lists meters in id order:
-// GET /meters?username=&state=&after=&limit=&window=.
+// stateOrder is the order of ?sort=state: the meters that need a look
+// first.
+var stateOrder = []string{stateSilent, stateRejected, stateRevoked, stateReporting}
+
+// handleListMeters lists meters in id order, or by state and then id:
+// GET /meters?username=&state=&sort=id|state&after=&afterState=&limit=&window=.
 func (a *API) handleListMeters(c echo.Context) error {
 	q := queryParams{c: c}
 	f := store.MeterFilter{
@@ -120,29 +129,71 @@ func (a *API) handleListMeters(c echo.Context) error {
 		Limit:          int(q.int("limit", defaultPageLimit, 1, maxPageLimit)),
 	}
 	window := q.duration("window", a.silentAfter, time.Second, 30*24*time.Hour)
-	state := c.QueryParam("state")
+	state, sortBy, afterState := c.QueryParam("state"), c.QueryParam("sort"), c.QueryParam("afterState")
 	if q.err != nil {
 		return q.err
 	}
-	if state != "" {
-		act, ok := stateActivity[state]
-		if !ok {
-			return api.Errorf(api.InvalidParameter, "state: %q is not one of reporting, silent, rejected, revoked", state)
+	if _, ok := stateActivity[state]; state != "" && !ok {
+		return api.Errorf(api.InvalidParameter, "state: %q is not one of reporting, silent, rejected, revoked", state)
+	}
+	if sortBy != "" && sortBy != "id" && sortBy != "state" {
+		return api.Errorf(api.InvalidParameter, "sort: %q is not id or state", sortBy)
+	}
+	states := []string{state} // "" is every state, in id order
+	if sortBy == "state" && state == "" {
+		from := 0
+		if afterState != "" {
+			from = slices.Index(stateOrder, afterState)
+			if from < 0 {
+				return api.Errorf(api.InvalidParameter, "afterState: %q is not one of reporting, silent, rejected, revoked", afterState)
+			}
 		}
-		f.Activity = act
+		states = stateOrder[from:]
 	}
 	now := a.now()
 	f.Since = now.Add(-window)
-	// One more than asked tells whether there is a next page. The store
-	// selects by time and key; a state that only this process knows (a
-	// recent rejection) is decided here, reading on until the page is full.
 	want := f.Limit
-	f.Limit++
-	var matched []meterJSON
-	for len(matched) <= want {
-		ms, err := a.store.ListMeters(c.Request().Context(), f)
+	out := meterListJSON{Meters: []meterJSON{}}
+	for i, st := range states {
+		if i > 0 {
+			f.AfterID = 0 // the next state from its start
+		}
+		matched, more, err := a.listState(c.Request().Context(), f, st, want-len(out.Meters), now, window)
 		if err != nil {
 			return err
+		}
+		out.Meters = append(out.Meters, matched...)
+		if len(out.Meters) == want && (more || i < len(states)-1) {
+			next := out.Meters[want-1].ID
+			out.Next = &next
+			if len(states) > 1 {
+				out.NextState = st
+				if !more { // this state is done: the next page starts the next one
+					next, out.NextState = 0, states[i+1]
+					out.Next = &next
+				}
+			}
+			break
+		}
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// listState returns up to want meters of f in state (any when ""), in id
+// order, and whether more follow. The store selects by time and key; a
+// state that only this process knows (a recent rejection) is decided
+// here, reading on until the page is full.
+func (a *API) listState(ctx context.Context, f store.MeterFilter, state string, want int, now time.Time, window time.Duration) ([]meterJSON, bool, error) {
+	if state != "" {
+		f.Activity = stateActivity[state]
+	}
+	// One more than asked tells whether there is more.
+	f.Limit = want + 1
+	var matched []meterJSON
+	for len(matched) <= want {
+		ms, err := a.store.ListMeters(ctx, f)
+		if err != nil {
+			return nil, false, err
 		}
 		for _, m := range ms {
 			if mj := a.meterOut(m, now, window); state == "" || mj.State == state {
@@ -156,15 +207,10 @@ func (a *API) handleListMeters(c echo.Context) error {
 		// state costs few queries however small the page asked for.
 		f.AfterID, f.Limit = ms[len(ms)-1].ID, maxPageLimit
 	}
-	out := meterListJSON{Meters: matched[:min(len(matched), want)]}
 	if len(matched) > want {
-		next := matched[want-1].ID
-		out.Next = &next
+		return matched[:want], true, nil
 	}
-	if out.Meters == nil {
-		out.Meters = []meterJSON{}
-	}
-	return c.JSON(http.StatusOK, out)
+	return matched, false, nil
 }
 
 // handleMeter shows one meter with its latest reading: GET /meters/{id}.
