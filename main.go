@@ -25,6 +25,9 @@ import (
 	"regexp"
 	"slices"
 	"syscall"
+	// Time zones for the reporting API's tz= wherever the binary runs,
+	// with or without the system's zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/urfave/cli/v2"
 

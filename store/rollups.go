@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -235,7 +236,7 @@ func (s *Store) changeOf(ctx context.Context, q sqlx.ExtContext, queued []queued
 	}
 	ids := make([]int64, 0, len(byMeter))
 	for id, rs := range byMeter {
-		slices.SortFunc(rs, func(a, b crypto.Reading) int { return cmpInt(a.Timestamp, b.Timestamp) })
+		slices.SortFunc(rs, func(a, b crypto.Reading) int { return cmp.Compare(a.Timestamp, b.Timestamp) })
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
@@ -650,14 +651,21 @@ type RebuildResult struct {
 // the rebuild stay queued, the follower waits for the rebuild (a lease,
 // renewed as it goes), and fleet answers add the queue as always.
 // Running it again gives the same rollups.
-func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress func(RebuildProgress)) (RebuildResult, error) {
-	var res RebuildResult
+func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress func(RebuildProgress)) (res RebuildResult, err error) {
 	lease := rand.Text()
 	if err := s.takeLease(ctx, lease); err != nil {
 		return res, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	// A lease that could not be renewed cancels the rebuild: say why,
+	// rather than that its context was canceled.
+	defer func() {
+		if cause := context.Cause(ctx); err != nil && parent.Err() == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+			err = cause
+		}
+	}()
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
@@ -701,7 +709,7 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress
 	if to.IsZero() {
 		to = time.UnixMilli(hi + 1)
 	}
-	f, t := gridFloor(from.UnixMilli()), gridFloor(to.UnixMilli()-1)+energy.GridMillis
+	f, t := energy.GridFloor(from.UnixMilli()), energy.GridFloor(to.UnixMilli()-1)+energy.GridMillis
 	res.From, res.To = time.UnixMilli(f).UTC(), time.UnixMilli(t).UTC()
 	queued, err := scanQueue(ctx, snap, `SELECT meter_id, timestamp, wh_in, wh_out FROM rollup_queue`)
 	if err != nil {
@@ -797,21 +805,17 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress
 	if holder != lease {
 		return res, fmt.Errorf("rebuild rollups: the lease was lost: %w", ErrRebuildRunning)
 	}
-	stmts := []struct {
-		q    string
-		args []any
-	}{
-		{`DELETE FROM fleet_rollups WHERE bucket >= $1 AND bucket < $2`, []any{f, t}},
-		{`DELETE FROM rollup_spans WHERE to_ts > $1 AND from_ts < $2`, []any{f, t}},
+	stale := []string{
+		`DELETE FROM fleet_rollups WHERE bucket >= $1 AND bucket < $2`,
+		`DELETE FROM rollup_spans WHERE to_ts > $1 AND from_ts < $2`,
+	}
+	for _, q := range stale {
+		if _, err := tx.ExecContext(ctx, q, f, t); err != nil {
+			return res, fmt.Errorf("rebuild rollups: %w", err)
+		}
 	}
 	if full {
-		stmts = append(stmts, struct {
-			q    string
-			args []any
-		}{`DELETE FROM rollup_meters`, nil})
-	}
-	for _, st := range stmts {
-		if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rollup_meters`); err != nil {
 			return res, fmt.Errorf("rebuild rollups: %w", err)
 		}
 	}
@@ -834,15 +838,6 @@ func (s *Store) RebuildRollups(ctx context.Context, from, to time.Time, progress
 	}
 	res.Buckets, res.Spans = len(c.buckets), len(c.added)
 	return res, nil
-}
-
-// gridFloor rounds ms down to the 5-minute grid.
-func gridFloor(ms int64) int64 {
-	q := ms / energy.GridMillis
-	if ms%energy.GridMillis != 0 && ms < 0 {
-		q--
-	}
-	return q * energy.GridMillis
 }
 
 // readingSpan returns the first and last timestamps stored, and whether
@@ -884,14 +879,4 @@ func (s *Store) renewLease(ctx context.Context, owner string) error {
 func (s *Store) releaseLease(ctx context.Context, owner string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE rollup_state SET lease_owner = '', lease_until = 0 WHERE id = 1 AND lease_owner = $1`, owner)
 	return err
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -170,6 +171,6 @@ func (s *Store) RegistersAround(ctx context.Context, meterID int64, edges []int6
 			return nil, fmt.Errorf("registers of meter %d: %w", meterID, err)
 		}
 	}
-	slices.SortFunc(out, func(a, b crypto.Reading) int { return cmpInt(a.Timestamp, b.Timestamp) })
+	slices.SortFunc(out, func(a, b crypto.Reading) int { return cmp.Compare(a.Timestamp, b.Timestamp) })
 	return out, nil
 }

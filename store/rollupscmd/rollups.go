@@ -77,6 +77,10 @@ func rebuild(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if res.Readings == 0 && from.IsZero() && to.IsZero() {
+		fmt.Fprintln(w, "rebuilt the rollups: no readings are stored, so there is nothing to roll up")
+		return nil
+	}
 	fmt.Fprintf(w, "rebuilt the rollups from %s to %s: %d readings of %d meters, %d buckets, %d long segments, in %s\n",
 		res.From.Format(time.RFC3339), res.To.Format(time.RFC3339), res.Readings, res.Meters, res.Buckets, res.Spans,
 		time.Since(start).Round(time.Millisecond))

@@ -17,6 +17,10 @@ const Grid = 5 * time.Minute
 // GridMillis is Grid in milliseconds.
 const GridMillis = int64(Grid / time.Millisecond)
 
+// GridFloor returns the start of the grid bucket that holds ms, a Unix
+// millisecond.
+func GridFloor(ms int64) int64 { return floorDiv(ms, GridMillis) * GridMillis }
+
 // Wide is an integer of 128 bits: the sum of many buckets' energy, exact
 // however many meters add registers near 2^63 Wh into it. The zero value
 // is zero.
@@ -85,7 +89,7 @@ func (c Change) AddSeries(rs []crypto.Reading, sub bool) {
 // interpolated register at its end minus that at its start, so the shares
 // of the grid buckets of a wider bucket add up to that bucket's share.
 func (c Change) addSegment(p, r crypto.Reading, sub bool) {
-	for start := floorDiv(p.Timestamp, GridMillis) * GridMillis; start < r.Timestamp; start += GridMillis {
+	for start := GridFloor(p.Timestamp); start < r.Timestamp; start += GridMillis {
 		lo, hi := max(p.Timestamp, start), min(r.Timestamp, start+GridMillis)
 		in, out := Share(p, r, lo, hi)
 		if in == 0 && out == 0 {
