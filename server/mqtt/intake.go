@@ -239,6 +239,7 @@ func (in *Intake) Run(ctx context.Context) error {
 		SetCleanSession(false). // messages published while we are away wait at the broker
 		SetOrderMatters(false). // each message in its own goroutine, so that they share group commits
 		SetAutoAckDisabled(true).
+		SetStore(newPacketStore()).
 		SetTLSConfig(in.tls).
 		SetKeepAlive(15 * time.Second).
 		SetConnectTimeout(10 * time.Second).
