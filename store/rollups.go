@@ -15,7 +15,7 @@ import (
 	"github.com/lib/pq"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
+	"smartmeters/store/energy"
 )
 
 // Rollups keep the fleet's energy per 5-minute bucket (energy.Grid) as

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
 	"smartmeters/store"
+	"smartmeters/store/energy"
 )
 
 // testRollups is the rollups' property test: random series of a few

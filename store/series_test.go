@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
 	"smartmeters/store"
+	"smartmeters/store/energy"
 )
 
 var errStop = errors.New("stop")

@@ -8,7 +8,7 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/server/api"
-	"smartmeters/server/reporting/energy"
+	"smartmeters/store/energy"
 )
 
 // energyBucketJSON is the energy of one bucket [start, end). WhIn and WhOut

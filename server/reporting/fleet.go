@@ -12,8 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
 	"smartmeters/store"
+	"smartmeters/store/energy"
 )
 
 // Fleet energy defaults: the last hour in 5-minute buckets, which is what a

@@ -7,7 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/server/api"
-	"smartmeters/server/reporting/energy"
+	"smartmeters/store/energy"
 )
 
 // Reporting limits shared by the query parameters.

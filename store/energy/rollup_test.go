@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
+	"smartmeters/store/energy"
 )
 
 // TestWide checks the 128-bit sums against math/big: adding, negating,

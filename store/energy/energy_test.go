@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"smartmeters/crypto"
-	"smartmeters/server/reporting/energy"
+	"smartmeters/store/energy"
 )
 
 // TestInterpolateExact compares Interpolate with the floor of the exact
