@@ -8,6 +8,7 @@ import (
 	"smartmeters/crypto"
 	"smartmeters/server/ingest"
 	"smartmeters/server/mqtt"
+	"smartmeters/store"
 )
 
 // Config is the configuration of a server and of the background work
@@ -140,7 +141,7 @@ func DefaultConfig() Config {
 		MQTT: mqtt.Config{
 			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second,
 		},
-		PartitionsAhead:     62 * 24 * time.Hour,
+		PartitionsAhead:     store.PartitionsAhead,
 		PartitionCheckEvery: time.Hour,
 		KeyResync:           30 * time.Second,
 	}

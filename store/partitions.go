@@ -85,6 +85,11 @@ func partitions(ctx context.Context, q sqlx.QueryerContext) ([]Partition, error)
 	return out, nil
 }
 
+// PartitionsAhead is how far ahead of now `migrate up` and, by default,
+// `serve` create readings partitions: two months, so that a month's
+// partition exists long before its first reading.
+const PartitionsAhead = 62 * 24 * time.Hour
+
 // EnsurePartitions creates the partitions of every month from the one
 // holding from to the one holding to, where missing, and returns those it
 // created. Rows the default partition holds for a created month move into

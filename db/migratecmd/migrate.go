@@ -12,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"smartmeters/db"
-	"smartmeters/server"
 	"smartmeters/store"
 )
 
@@ -129,7 +128,7 @@ func up(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error {
 	// On PostgreSQL, readings partitions for the months ahead, as a
 	// server would create them.
 	now := time.Now()
-	created, err := store.New(conn).EnsurePartitions(c.Context, now, now.Add(server.DefaultConfig().PartitionsAhead))
+	created, err := store.New(conn).EnsurePartitions(c.Context, now, now.Add(store.PartitionsAhead))
 	for _, part := range created {
 		fmt.Fprintf(c.App.Writer, "created partition %s\n", part.Name)
 	}
