@@ -18,7 +18,8 @@ func testInsertReadingsCumulative(t *testing.T, st *store.Store) {
 	const t0 = 1764141000000
 	// Each case starts from a fresh meter holding readings at t0+10s
 	// (whIn 100, whOut 10) and t0+20s (200, 20).
-	type r struct{ dt, in, out int64 }
+	type r struct{ dt, in, out int64 } // dt in seconds
+	const day = 86400
 	tests := []struct {
 		name  string
 		batch []r
@@ -47,6 +48,13 @@ func testInsertReadingsCumulative(t *testing.T, st *store.Store) {
 		{"BatchAfterRejected", []r{{15, 999, 15}, {16, 160, 16}}, []store.Outcome{store.Decreased, store.Stored}},
 		{"BatchRepeat", []r{{30, 300, 30}, {30, 300, 30}, {30, 301, 30}}, []store.Outcome{store.Stored, store.Duplicate, store.Conflict}},
 		{"BatchNewBelowStoredAfterNew", []r{{25, 250, 25}, {24, 199, 24}}, []store.Outcome{store.Stored, store.Decreased}},
+		// Neighbours weeks away, in other partitions: beyond the week in
+		// which PostgreSQL looks for a previous neighbour first.
+		{"FarAfterBelowLast", []r{{40 * day, 199, 20}}, []store.Outcome{store.Decreased}},
+		{"FarAfterAboveLast", []r{{40 * day, 201, 20}}, []store.Outcome{store.Stored}},
+		{"BatchFarAfterBelowLast", []r{{40 * day, 199, 20}, {40*day + 10, 300, 30}, {40*day + 20, 400, 40}}, []store.Outcome{store.Decreased, store.Stored, store.Stored}},
+		{"BatchFarThenBetween", []r{{40 * day, 300, 30}, {20 * day, 350, 25}, {20 * day, 250, 25}}, []store.Outcome{store.Stored, store.Decreased, store.Stored}},
+		{"BatchFarAfterEachOther", []r{{10 * day, 300, 30}, {20 * day, 250, 40}, {30 * day, 400, 40}}, []store.Outcome{store.Stored, store.Decreased, store.Stored}},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
