@@ -67,6 +67,8 @@ func TestRun(t *testing.T) {
 		{"MigrateVersionFlagAfterWins", []string{"migrate", "--database-url", "mysql://x", "version", "--database-url", dbURL}, 0, "database " + latest, ""},
 		{"MigrateFlagBeforeStillRead", []string{"migrate", "--database-url", "mysql://x", "version"}, 1, "", "bad database URL"},
 		{"BadRetention", []string{"serve", "--database-url", dbURL, "--retention", "-1h"}, 1, "", "--retention -1h0m0s: must not be negative"},
+		{"NoCommitWorkers", []string{"serve", "--database-url", dbURL, "--commit-workers", "0"}, 1, "", "--commit-workers 0: must be at least 1"},
+		{"TooManyCommitWorkers", []string{"serve", "--database-url", dbURL, "--commit-workers", "9"}, 1, "", "--commit-workers 9: at most 8"},
 		{"RollupRetentionShort", []string{"serve", "--database-url", dbURL, "--retention", "720h", "--rollup-retention", "24h"}, 1, "", "--rollup-retention 24h0m0s is shorter than --retention 720h0m0s"},
 		{"BadRollupEvery", []string{"serve", "--database-url", dbURL, "--rollup-every", "0s"}, 1, "", "--rollup-every 0s: must be positive"},
 		{"HealthcheckRefused", []string{"healthcheck", "--url", "http://127.0.0.1:1/readyz"}, 1, "", "connection refused"},

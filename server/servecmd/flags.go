@@ -17,6 +17,11 @@ import (
 )
 
 // env names a flag's environment variable.
+// maxCommitWorkers bounds --commit-workers to half of the 16 connections
+// the writing pool opens on PostgreSQL (db.Open), so that key lookups and
+// the registry never wait behind commits for a connection.
+const maxCommitWorkers = 8
+
 func env(name string) []string { return []string{"SMARTMETERS_" + name} }
 
 // flags are serve's flags; each default is server.DefaultConfig's.
@@ -39,6 +44,7 @@ func flags() []cli.Flag {
 		&cli.IntFlag{Name: "request-log-every", Value: def.RequestLogEvery, Usage: "log every request answered 5xx and one in N of the others (1: every request; 0: only 5xx); all are counted in smartmeters_http_request_seconds", EnvVars: env("REQUEST_LOG_EVERY")},
 		&cli.IntFlag{Name: "batch-max", Value: def.Ingest.BatchMax, Usage: "group commit: most readings written in one statement (1 writes each reading on its own)", EnvVars: env("BATCH_MAX")},
 		&cli.DurationFlag{Name: "batch-wait", Value: def.Ingest.BatchWait, Usage: "group commit: longest wait for a batch to fill (0 commits what is queued at once)", EnvVars: env("BATCH_WAIT")},
+		&cli.IntFlag{Name: "commit-workers", Value: def.Ingest.Committers, Usage: "group commit: batches written at once, each by its own database connection, meters split between them (PostgreSQL; SQLite has one writer)", EnvVars: env("COMMIT_WORKERS")},
 		&cli.IntFlag{Name: "key-cache-size", Value: def.Ingest.KeyCacheSize, Usage: "registered keys kept parsed in memory (about 1 KB each for RSA-2048)", EnvVars: env("KEY_CACHE_SIZE")},
 		&cli.IntFlag{Name: "max-batch", Value: def.Ingest.MaxBatch, Usage: "most readings accepted in one POST /reportReadings", EnvVars: env("MAX_BATCH")},
 
@@ -105,7 +111,10 @@ func config(c *cli.Context) (server.Config, error) {
 			return cfg, fmt.Errorf("--%s %s: must not be negative", name, c.Duration(name))
 		}
 	}
-	for _, name := range []string{"batch-max", "key-cache-size", "max-batch"} {
+	if n := c.Int("commit-workers"); n > maxCommitWorkers {
+		return cfg, fmt.Errorf("--commit-workers %d: at most %d, half the database connections a server opens for writing", n, maxCommitWorkers)
+	}
+	for _, name := range []string{"batch-max", "commit-workers", "key-cache-size", "max-batch"} {
 		if c.Int(name) < 1 {
 			return cfg, fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
 		}
@@ -142,7 +151,7 @@ func config(c *cli.Context) (server.Config, error) {
 	cfg.Listen, cfg.AdminListen = c.String("listen"), c.String("admin-listen")
 	cfg.Ingest.MinRSABits = c.Int("min-rsa-bits")
 	cfg.Ingest.MaxClockSkew = c.Duration("max-clock-skew")
-	cfg.Ingest.BatchMax, cfg.Ingest.BatchWait = c.Int("batch-max"), c.Duration("batch-wait")
+	cfg.Ingest.BatchMax, cfg.Ingest.BatchWait, cfg.Ingest.Committers = c.Int("batch-max"), c.Duration("batch-wait"), c.Int("commit-workers")
 	cfg.Ingest.KeyCacheSize, cfg.Ingest.MaxBatch = c.Int("key-cache-size"), c.Int("max-batch")
 	cfg.Ingest.RatePerKey, cfg.Ingest.RateBurstPerKey = c.Float64("rate-per-key"), c.Int("rate-per-key-burst")
 	cfg.ReadHeaderTimeout, cfg.ReadTimeout = c.Duration("read-header-timeout"), c.Duration("read-timeout")
