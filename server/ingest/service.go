@@ -56,7 +56,7 @@ func DefaultConfig() Config {
 		MaxBatch:         1000,
 		BatchMax:         1000,
 		BatchWait:        2 * time.Millisecond,
-		Committers:       4,
+		Committers:       2,
 		CommitTimeout:    5 * time.Second,
 		KeyCacheSize:     100_000,
 		UnknownKeyTTL:    2 * time.Second,

@@ -15,7 +15,7 @@ func TestCommitWorkers(t *testing.T) {
 		args []string
 		want int
 	}{
-		{"Default", "", nil, 4},
+		{"Default", "", nil, 2},
 		{"Flag", "", []string{"--commit-workers", "1"}, 1},
 		{"Env", "2", nil, 2},
 		{"FlagOverEnv", "2", []string{"--commit-workers", "8"}, 8},
