@@ -1,7 +1,8 @@
 -- +goose Up
 -- ingest_readings looks for a reading's previous neighbour in the week
--- before it first. Its probes read every monthly partition of readings
--- kept, so that storing a reading cost more with every month stored.
+-- before it first. Its probes had read every monthly partition of
+-- readings kept, so that storing a reading cost more with every month
+-- stored. Timestamps are never negative, so the bounds cannot overflow.
 
 -- ingest_readings stores a batch of readings in one call, one round trip
 -- and one transaction: it locks the readings' meters (the lock key changes
