@@ -109,7 +109,7 @@ func TestDashboardMeterPage(t *testing.T) {
 
 	t.Run("RangeInURL", func(t *testing.T) {
 		act(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/#/meters/%d?range=6h", admin, history)))
-		waitFor(t, ctx, "the 6 h range", `document.querySelector("#meter-range").value === "6h" && document.querySelector("#consumption-note").textContent.includes("5m buckets")`)
+		waitFor(t, ctx, "the 6 h range", `document.querySelector("#meter-range").value === "6h" && document.querySelector("#consumption-note").textContent.includes(", 5m buckets")`)
 		choose(t, ctx, "#meter-range", "7d")
 		waitFor(t, ctx, "the 7 d range in the URL", `location.hash.includes("range=7d") && document.querySelector("#consumption-note").textContent.includes("1h buckets")`)
 		shared := eval[string](t, ctx, `location.href`)
@@ -121,7 +121,7 @@ func TestDashboardMeterPage(t *testing.T) {
 		act(t, ctx, chromedp.Navigate(fmt.Sprintf("%s/#/meters/%d?range=24h", admin, history)))
 		waitFor(t, ctx, "the chart", `document.querySelector("#consumption-chart canvas") && document.querySelector("#consumption-note").textContent.includes("15m buckets")`)
 		drag(t, ctx, "#consumption-chart .u-over", 0.3, 0.6)
-		waitFor(t, ctx, "the zoom", `location.hash.includes("from=") && document.querySelector("#meter-range").value === "custom" && document.querySelector("#consumption-note").textContent.includes("5m buckets")`)
+		waitFor(t, ctx, "the zoom", `location.hash.includes("from=") && document.querySelector("#meter-range").value === "custom" && document.querySelector("#consumption-note").textContent.includes(", 5m buckets")`)
 		hash := eval[string](t, ctx, `location.hash`)
 		note := eval[string](t, ctx, `document.querySelector("#consumption-note").textContent`)
 		afterRefresh(t, ctx)
