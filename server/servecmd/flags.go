@@ -16,12 +16,12 @@ import (
 	"smartmeters/server"
 )
 
-// env names a flag's environment variable.
 // maxCommitWorkers bounds --commit-workers to half of the 16 connections
 // the writing pool opens on PostgreSQL (db.Open), so that key lookups and
 // the registry never wait behind commits for a connection.
 const maxCommitWorkers = 8
 
+// env names a flag's environment variable.
 func env(name string) []string { return []string{"SMARTMETERS_" + name} }
 
 // flags are serve's flags; each default is server.DefaultConfig's.
