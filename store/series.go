@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -136,7 +135,7 @@ func (s *Store) RegistersAround(ctx context.Context, meterID int64, edges []int6
 		if s.postgres {
 			e, args = `SELECT unnest(?::bigint[]) AS t`, []any{pq.Array(chunk)}
 		} else {
-			e = `VALUES (?)` + strings.Repeat(`,(?)`, len(chunk)-1)
+			e = `VALUES ` + placeholders(len(chunk), 1)
 			for _, t := range chunk {
 				args = append(args, t)
 			}
