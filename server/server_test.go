@@ -481,7 +481,7 @@ func TestReportReadingBadInput(t *testing.T) {
 		{"NullKey", "application/json", `{"base64PublicKey":null,"base64Signature":"` + sig + `","reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
 		{"NullSignature", "application/json", `{"base64PublicKey":"` + pk + `","base64Signature":null,"reading":{"whIn":5,"whOut":6,"timestamp":1}}`, 400, "invalid-field"},
 		{"BodyArray", "application/json", `[` + obj(`{"whIn":5,"whOut":6,"timestamp":1}`) + `]`, 400, "malformed-request"},
-		{"BodyNull", "application/json", `null`, 400, "invalid-field"},
+		{"BodyNull", "application/json", `null`, 400, "malformed-request"},
 		// encoding/json keeps the last of two values; a report must not
 		// have two readings of one field, so any repeat is refused.
 		{"DuplicateWhIn", "application/json", obj(`{"whIn":5,"whOut":6,"timestamp":1,"whIn":7}`), 400, "malformed-request"},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -13,16 +14,22 @@ import (
 )
 
 // UnmarshalStrict is json.Unmarshal without leniency: unknown fields,
-// anything after the value and a key repeated in one object are errors.
-// Every failure is a malformed-request problem a client can act on.
+// anything after the value, a key repeated in one object and a body of
+// null are errors. Every failure is a malformed-request problem a client
+// can act on, naming what the body must be (v's kind: an object or an
+// array).
 func UnmarshalStrict(body []byte, v any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return api.Errorf(api.MalformedRequest, "the body is empty; send a JSON object")
+	want := bodyKind(v)
+	switch trimmed := bytes.TrimSpace(body); {
+	case len(trimmed) == 0:
+		return api.Errorf(api.MalformedRequest, "the body is empty; send %s", want)
+	case string(trimmed) == "null":
+		return api.Errorf(api.MalformedRequest, "the body must be %s, not null", want)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return api.Errorf(api.MalformedRequest, "%s", describeJSONError(err))
+		return api.Errorf(api.MalformedRequest, "%s", describeJSONError(err, want))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return api.Errorf(api.MalformedRequest, "unexpected data after the JSON value")
@@ -33,7 +40,18 @@ func UnmarshalStrict(body []byte, v any) error {
 	return nil
 }
 
-func describeJSONError(err error) string {
+// bodyKind names the JSON value that decodes into v, a pointer to a slice
+// or to a struct: "a JSON array" or "a JSON object".
+func bodyKind(v any) string {
+	if t := reflect.TypeOf(v); t != nil && t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Slice {
+		return "a JSON array"
+	}
+	return "a JSON object"
+}
+
+// describeJSONError says what is wrong with a body that encoding/json
+// refused; want names the value the body must be.
+func describeJSONError(err error, want string) string {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
@@ -43,7 +61,10 @@ func describeJSONError(err error) string {
 		if typ.Field != "" {
 			return "field " + typ.Field + " must be " + jsonTypeName(typ.Type.String()) + ", not a JSON " + typ.Value
 		}
-		return "the body must be a JSON object, not a JSON " + typ.Value
+		if typ.Type.Kind() == reflect.Struct && want == "a JSON array" {
+			return "each element of the array must be a JSON object, not a JSON " + typ.Value
+		}
+		return "the body must be " + want + ", not a JSON " + typ.Value
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "the JSON value is truncated"
 	}

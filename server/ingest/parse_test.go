@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -102,5 +103,42 @@ func TestParseReportTakes(t *testing.T) {
 	}
 	if _, ok := api.ParseReport(b); !ok {
 		t.Errorf("%s: not taken", b)
+	}
+}
+
+// TestStrictErrorsNameTheBody checks that a body of the wrong kind is
+// answered with what the endpoint wants: an object for /reportReading, an
+// array of objects for /reportReadings.
+func TestStrictErrorsNameTheBody(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+		batch            bool
+	}{
+		{"ObjectWantedGotArray", `[]`, "the body must be a JSON object, not a JSON array", false},
+		{"ObjectWantedGotNumber", `5`, "the body must be a JSON object, not a JSON number", false},
+		{"ObjectWantedGotNull", `null`, "the body must be a JSON object, not null", false},
+		{"ObjectWantedGotNothing", " \n", "the body is empty; send a JSON object", false},
+		{"ArrayWantedGotObject", `{"a":1}`, "the body must be a JSON array, not a JSON object", true},
+		{"ArrayWantedGotNumber", `5`, "the body must be a JSON array, not a JSON number", true},
+		{"ArrayWantedGotNull", ` null `, "the body must be a JSON array, not null", true},
+		{"ArrayWantedGotNothing", ``, "the body is empty; send a JSON array", true},
+		{"ElementNotObject", `[{"base64PublicKey":"a2V5"},5]`, "each element of the array must be a JSON object, not a JSON number", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			if tt.batch {
+				_, err = decodeRequests([]byte(tt.body))
+			} else {
+				_, err = decodeRequest([]byte(tt.body))
+			}
+			var p *api.Problem
+			if !errors.As(err, &p) || p.Slug() != "malformed-request" {
+				t.Fatalf("error %v, want a malformed-request problem", err)
+			}
+			if p.Detail != tt.want {
+				t.Errorf("detail %q, want %q", p.Detail, tt.want)
+			}
+		})
 	}
 }
