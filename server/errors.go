@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -11,12 +12,15 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"smartmeters/server/api"
+	"smartmeters/store"
 )
 
 // problemOf is the one place where an error becomes an answer. A Problem
 // passes through; echo's own errors (unknown route, wrong method) become
-// their kinds; any other error is a 500 whose detail says only "internal
-// error" while the log gets the whole story.
+// their kinds; a store that cannot do the work just now (store.Unavailable)
+// is a 503 that asks for a retry, on every route alike; any other error is
+// a 500 whose detail says only "internal error" while the log gets the
+// whole story.
 func (s *Server) problemOf(c echo.Context, err error) *api.Problem {
 	var p *api.Problem
 	var he *echo.HTTPError
@@ -31,8 +35,18 @@ func (s *Server) problemOf(c echo.Context, err error) *api.Problem {
 		}
 		return httpErrorProblem(he)
 	}
-	s.logger.ErrorContext(c.Request().Context(), "request failed",
-		"method", c.Request().Method, "path", c.Path(), "err", err)
+	ctx := c.Request().Context()
+	switch {
+	case store.Unavailable(err):
+		s.logger.WarnContext(ctx, "store unavailable", "method", c.Request().Method, "path", c.Path(), "err", err)
+		return api.Errorf(api.Unavailable, "the store is unavailable; retry")
+	case errors.Is(err, context.Canceled):
+		// The client went away or the server is stopping: no one reads
+		// the answer, and nothing failed.
+		s.logger.DebugContext(ctx, "request canceled", "method", c.Request().Method, "path", c.Path(), "err", err)
+		return api.Errorf(api.Unavailable, "the request was canceled; retry")
+	}
+	s.logger.ErrorContext(ctx, "request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 	return api.Errorf(api.Internal, "internal error")
 }
 

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,8 +20,14 @@ import (
 	"smartmeters/store"
 )
 
-// errDown is what the failing fakes answer: a store that does not answer.
-var errDown = errors.New("connection refused")
+// errDown is what the failing fakes answer by default: a store that
+// cannot be reached (store.Unavailable), which is answered 503. errFault
+// is a store that answers with something the code did not expect, which
+// is answered 500.
+var (
+	errDown  error = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	errFault       = errors.New(`sql: Scan error on column index 0, name "id": converting NULL to int64 is unsupported`)
+)
 
 // The fakes below stand for a store that fails, each as the narrow
 // interface its consumer declares, so that every error path of the
@@ -41,54 +49,56 @@ type downHealth struct{}
 
 func (downHealth) Ping(context.Context) error { return errDown }
 
-type downRegistry struct{}
+type downRegistry struct{ err error }
 
-func (downRegistry) CreateMeter(context.Context, *store.Meter) error { return errDown }
-func (downRegistry) MeterByID(context.Context, int64) (store.Meter, error) {
-	return store.Meter{}, errDown
+func (d downRegistry) CreateMeter(context.Context, *store.Meter) error { return d.err }
+func (d downRegistry) MeterByID(context.Context, int64) (store.Meter, error) {
+	return store.Meter{}, d.err
 }
-func (downRegistry) RevokeKey(context.Context, int64, string, time.Time) (store.KeyEvent, error) {
-	return store.KeyEvent{}, errDown
+func (d downRegistry) RevokeKey(context.Context, int64, string, time.Time) (store.KeyEvent, error) {
+	return store.KeyEvent{}, d.err
 }
-func (downRegistry) ReplaceKey(context.Context, int64, store.NewKey, string, time.Time) (store.KeyEvent, error) {
-	return store.KeyEvent{}, errDown
+func (d downRegistry) ReplaceKey(context.Context, int64, store.NewKey, string, time.Time) (store.KeyEvent, error) {
+	return store.KeyEvent{}, d.err
 }
-func (downRegistry) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, errDown }
-func (downRegistry) KeyEvents(context.Context, int64) ([]store.KeyEvent, error) { return nil, errDown }
+func (d downRegistry) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, d.err }
+func (d downRegistry) KeyEvents(context.Context, int64) ([]store.KeyEvent, error) { return nil, d.err }
 
-type downReporting struct{}
+type downReporting struct{ err error }
 
-func (downReporting) ListMeters(context.Context, store.MeterFilter) ([]store.MeterSummary, error) {
-	return nil, errDown
+func (d downReporting) ListMeters(context.Context, store.MeterFilter) ([]store.MeterSummary, error) {
+	return nil, d.err
 }
-func (downReporting) MeterSummaryByID(context.Context, int64) (store.MeterSummary, error) {
-	return store.MeterSummary{}, errDown
+func (d downReporting) MeterSummaryByID(context.Context, int64) (store.MeterSummary, error) {
+	return store.MeterSummary{}, d.err
 }
-func (downReporting) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, errDown }
-func (downReporting) ReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
-	return nil, errDown
+func (d downReporting) MeterKeys(context.Context, int64) ([]store.MeterKey, error) { return nil, d.err }
+func (d downReporting) ReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
+	return nil, d.err
 }
-func (downReporting) NewestReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
-	return nil, errDown
+func (d downReporting) NewestReadingsBetween(context.Context, int64, int64, int64, int) ([]store.Reading, error) {
+	return nil, d.err
 }
-func (downReporting) RegisterSeries(context.Context, int64, int64, int64) ([]crypto.Reading, error) {
-	return nil, errDown
+func (d downReporting) RegisterSeries(context.Context, int64, int64, int64) ([]crypto.Reading, error) {
+	return nil, d.err
 }
-func (downReporting) CountMeterStates(context.Context, time.Time) (store.MeterCounts, error) {
-	return store.MeterCounts{}, errDown
+func (d downReporting) CountMeterStates(context.Context, time.Time) (store.MeterCounts, error) {
+	return store.MeterCounts{}, d.err
 }
-func (downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
-	return errDown
+func (d downReporting) EachRegisterBetween(context.Context, int64, int64, func(int64, crypto.Reading) error) error {
+	return d.err
 }
-func (downReporting) RegistersAround(context.Context, int64, []int64) ([]crypto.Reading, error) {
-	return nil, errDown
+func (d downReporting) RegistersAround(context.Context, int64, []int64) ([]crypto.Reading, error) {
+	return nil, d.err
 }
-func (downReporting) FleetEnergy(context.Context, []int64) ([][2]int64, error) { return nil, errDown }
+func (d downReporting) FleetEnergy(context.Context, []int64) ([][2]int64, error) { return nil, d.err }
 
 // TestStoreFailures serves over stores that fail and checks each answer:
 // a reading is 503 unavailable with Retry-After (nothing was stored, so a
 // retry is safe), alone or in a batch; /readyz is 503 and /healthz 200;
-// the admin API answers 500 with a body that says only "internal error".
+// the admin API answers a store that cannot be reached 503 with
+// Retry-After, as reports are, and a failure it did not expect 500 with a
+// body that says only "internal error".
 func TestStoreFailures(t *testing.T) {
 	st := store.New(dbtest.SQLite(t).OpenMigrated(t))
 	k := newKey(t, "ed25519")
@@ -128,15 +138,23 @@ func TestStoreFailures(t *testing.T) {
 				}
 			}
 		}},
-		{"Registry", func(s *server.Stores) { s.Registry = downRegistry{} }, func(t *testing.T, _, adm string) {
-			k2 := newKey(t, "ed25519")
-			wantInternal(t, postJSON(t, adm+"/register", map[string]string{"username": "other", "base64PublicKey": k2.Public().Base64()}))
-			wantInternal(t, postJSON(t, adm+"/meters/1/revoke", map[string]string{"reason": "stolen"}))
-			wantInternal(t, postJSON(t, adm+"/meters/1/key", map[string]string{"reason": "swap", "base64PublicKey": k2.Public().Base64()}))
-			wantInternal(t, do(t, mustRequest(t, http.MethodGet, adm+"/meters/1/keys")))
+		{"RegistryDown", func(s *server.Stores) { s.Registry = downRegistry{errDown} }, func(t *testing.T, _, adm string) {
+			for _, r := range registryCalls(t, adm) {
+				wantUnavailable(t, r)
+			}
 		}},
-		{"Reporting", func(s *server.Stores) { s.Reporting = downReporting{} }, func(t *testing.T, _, adm string) {
-			for _, path := range []string{"/meters", "/meters/1", "/meters/1/readings", "/meters/1/consumption", "/fleet", "/meters/1/export.csv"} {
+		{"RegistryFault", func(s *server.Stores) { s.Registry = downRegistry{errFault} }, func(t *testing.T, _, adm string) {
+			for _, r := range registryCalls(t, adm) {
+				wantInternal(t, r)
+			}
+		}},
+		{"ReportingDown", func(s *server.Stores) { s.Reporting = downReporting{errDown} }, func(t *testing.T, _, adm string) {
+			for _, path := range reportingPaths {
+				wantUnavailable(t, do(t, mustRequest(t, http.MethodGet, adm+path)))
+			}
+		}},
+		{"ReportingFault", func(s *server.Stores) { s.Reporting = downReporting{errFault} }, func(t *testing.T, _, adm string) {
+			for _, path := range reportingPaths {
 				wantInternal(t, do(t, mustRequest(t, http.MethodGet, adm+path)))
 			}
 		}},
@@ -151,6 +169,31 @@ func TestStoreFailures(t *testing.T) {
 			t.Cleanup(adm.Close)
 			tt.check(t, pub.URL, adm.URL)
 		})
+	}
+}
+
+// reportingPaths are admin routes that read through the reporting store.
+var reportingPaths = []string{"/meters", "/meters/1", "/meters/1/readings", "/meters/1/consumption", "/fleet", "/meters/1/export.csv"}
+
+// registryCalls makes a call of each admin route that goes through the
+// registry store and returns the answers.
+func registryCalls(t *testing.T, adm string) []response {
+	t.Helper()
+	k := newKey(t, "ed25519")
+	return []response{
+		postJSON(t, adm+"/register", map[string]string{"username": "other", "base64PublicKey": k.Public().Base64()}),
+		postJSON(t, adm+"/meters/1/revoke", map[string]string{"reason": "stolen"}),
+		postJSON(t, adm+"/meters/1/key", map[string]string{"reason": "swap", "base64PublicKey": k.Public().Base64()}),
+		do(t, mustRequest(t, http.MethodGet, adm+"/meters/1/keys")),
+	}
+}
+
+// wantUnavailable fails unless r is a 503 unavailable with Retry-After.
+func wantUnavailable(t *testing.T, r response) {
+	t.Helper()
+	wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
 	}
 }
 

@@ -192,6 +192,10 @@ func TestStoreOutage(t *testing.T) {
 		return res
 	}
 
+	m0, err := direct.MeterByFingerprint(t.Context(), keys[0].Public().Fingerprint())
+	if err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond)
 	px.cut()
 	t.Log("database cut")
@@ -220,6 +224,20 @@ func TestStoreOutage(t *testing.T) {
 				t.Errorf("%s: %d, want 200", url, res.StatusCode)
 			}
 		}
+	})
+	t.Run("DownAdminAnswers503", func(t *testing.T) {
+		// The admin API goes to the same database: 503 with Retry-After
+		// while it is away, as reports are, never 500.
+		for _, path := range []string{"/meters", fmt.Sprintf("/meters/%d", m0.ID), fmt.Sprintf("/meters/%d/readings", m0.ID),
+			fmt.Sprintf("/meters/%d/consumption", m0.ID), fmt.Sprintf("/meters/%d/keys", m0.ID), "/fleet"} {
+			r := do(t, mustRequest(t, http.MethodGet, adm.URL+path))
+			wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+			if r.header.Get("Retry-After") == "" {
+				t.Errorf("%s: 503 without Retry-After", path)
+			}
+		}
+		r := postJSON(t, adm.URL+"/register", map[string]string{"username": "outage-new", "base64PublicKey": newKey(t, "ed25519").Public().Base64()})
+		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 	})
 	time.Sleep(time.Second)
 	px.restore()

@@ -8,14 +8,19 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"regexp"
 	"strings"
 	"sync"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+	"github.com/lib/pq/pqerror"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -106,4 +111,47 @@ func uniqueViolation(err error) (column string, ok bool) {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return s.db.PingContext(ctx)
+}
+
+// Unavailable reports whether err says that the database could not do the
+// work just now, not that the work is wrong: it cannot be reached, is
+// starting or shutting down, is gone, is out of connections, memory or
+// disk, or the work lost a race with another transaction. A retry may
+// succeed, so servers answer such an error 503 with Retry-After rather
+// than 500.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, target := range []error{context.DeadlineExceeded, driver.ErrBadConn, sql.ErrConnDone, io.EOF, io.ErrUnexpectedEOF} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		switch pqErr.Code.Class() {
+		case pqerror.ClassConnectionException, pqerror.ClassInsufficientResources,
+			pqerror.ClassOperatorIntervention, pqerror.ClassInvalidCatalogName:
+			return true
+		}
+		switch pqErr.Code {
+		case pqerror.TRSerializationFailure, pqerror.TRDeadlockDetected, pqerror.LockNotAvailable,
+			pqerror.ReadOnlySQLTransaction:
+			return true
+		}
+		return false
+	}
+	var sqliteErr *sqlite.Error
+	if errors.As(err, &sqliteErr) {
+		switch sqliteErr.Code() & 0xff { // the primary code of an extended one
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+			return true
+		}
+	}
+	return false
 }
