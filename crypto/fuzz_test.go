@@ -2,6 +2,7 @@ package crypto_test
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"os"
 	"testing"
@@ -10,9 +11,10 @@ import (
 )
 
 // FuzzParsePublicKey feeds arbitrary text to the key decoders: no input
-// may panic, and a key that parses must round-trip: its DER parses again
-// to the same fingerprint, which is the SHA-256 of that DER, and its
-// base64 form parses to the same key.
+// may panic, and a key that parses must round-trip: its DER is the one
+// crypto/x509 writes for the key and parses again to the same
+// fingerprint, which is the SHA-256 of that DER, and its base64 form
+// parses to the same key.
 func FuzzParsePublicKey(f *testing.F) {
 	raw, err := os.ReadFile("testdata/vectors.json")
 	if err != nil {
@@ -37,6 +39,13 @@ func FuzzParsePublicKey(f *testing.F) {
 		}
 		if derr != nil || !bytes.Equal(der, k.DER()) {
 			t.Fatalf("ParsePublicKey accepted what DecodePublicKey did not decode the same way: %v", derr)
+		}
+		// One encoding a key: what is accepted is the DER crypto/x509
+		// writes for it, so no second DER (and fingerprint) of a key is.
+		if pub, err := x509.ParsePKIXPublicKey(k.DER()); err != nil {
+			t.Fatalf("accepted DER that crypto/x509 does not parse: %v", err)
+		} else if canonical, err := x509.MarshalPKIXPublicKey(pub); err != nil || !bytes.Equal(canonical, k.DER()) {
+			t.Fatalf("accepted a DER that is not the key's canonical one: %x", k.DER())
 		}
 		if k.Fingerprint() != crypto.FingerprintOf(k.DER()) {
 			t.Fatal("fingerprint is not that of the DER")

@@ -67,10 +67,12 @@ func ParsePublicKey(s string, minRSABits int) (*PublicKey, error) {
 //   - RSA with a modulus of at least minRSABits (and never below 1024) and
 //     at most 8192 bits, and an odd public exponent of at least 65537;
 //   - ECDSA on P-256 or P-384 with a point on the curve;
-//   - Ed25519.
+//   - Ed25519;
 //
-// Errors wrap ErrMalformedKey, ErrUnsupportedKey or ErrWeakKey. The
-// returned key keeps its own copy of der.
+// and only in its canonical DER, the one x509.MarshalPKIXPublicKey (and
+// OpenSSL) writes, so that a key has one fingerprint. Errors wrap
+// ErrMalformedKey, ErrUnsupportedKey or ErrWeakKey. The returned key keeps
+// its own copy of der.
 func ParsePublicKeyDER(der []byte, minRSABits int) (*PublicKey, error) {
 	if len(der) == 0 {
 		return nil, fmt.Errorf("%w: empty DER public key", ErrMalformedKey)
@@ -81,6 +83,17 @@ func ParsePublicKeyDER(der []byte, minRSABits int) (*PublicKey, error) {
 	pub, err := x509.ParsePKIXPublicKey(der)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrMalformedKey, describeX509Error(err))
+	}
+	// A key's identity is the fingerprint of its DER, so each key must
+	// have exactly one DER. The parsers accept others: a public key BIT
+	// STRING with unused bits is right-aligned into the same key, so the
+	// key shifted left with its unused-bits count raised is a second
+	// encoding, and a second fingerprint, of a key registered (or revoked)
+	// under the first. Only the encoding x509.MarshalPKIXPublicKey writes
+	// (which is OpenSSL's) is accepted.
+	if canonical, err := x509.MarshalPKIXPublicKey(pub); err != nil || !bytes.Equal(der, canonical) {
+		return nil, fmt.Errorf("%w: not the canonical DER of the key it holds (as openssl pkey -pubout writes it); "+
+			"a key has one encoding, and its fingerprint is of that one", ErrMalformedKey)
 	}
 	k := &PublicKey{der: bytes.Clone(der), fp: FingerprintOf(der)}
 	switch pub := pub.(type) {

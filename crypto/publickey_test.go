@@ -2,10 +2,13 @@ package crypto_test
 
 import (
 	"bytes"
+	gocrypto "crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/base64"
 	"errors"
@@ -214,4 +217,66 @@ func mustMarshal(tb testing.TB, v any) []byte {
 		tb.Fatal(err)
 	}
 	return b
+}
+
+// TestParsePublicKeyOneEncoding checks that a key is accepted in one DER
+// only. encoding/asn1 right-aligns a BIT STRING with unused bits, so the
+// subjectPublicKey shifted left by n bits with n unused bits is the same
+// key to crypto/x509, under another fingerprint: registering it would
+// enrol a revoked or taken key again.
+func TestParsePublicKeyOneEncoding(t *testing.T) {
+	type spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	for _, typ := range crypto.KeyTypes {
+		t.Run(string(typ), func(t *testing.T) {
+			// A key whose first byte leaves room to shift; RSA and ECDSA
+			// keys always do (0x30, 0x04), Ed25519 keys half the time.
+			var der []byte
+			var s spki
+			for i := 0; ; i++ {
+				der = testKey(t, typ, i).Public().DER()
+				if _, err := asn1.Unmarshal(der, &s); err != nil {
+					t.Fatal(err)
+				}
+				if s.PublicKey.Bytes[0]&0x80 == 0 {
+					break
+				}
+			}
+			want, err := x509.ParsePKIXPublicKey(der)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 1
+			for ; n <= 7 && s.PublicKey.Bytes[0]>>(8-n) == 0; n++ {
+				shifted := new(big.Int).Lsh(new(big.Int).SetBytes(s.PublicKey.Bytes), uint(n)).FillBytes(make([]byte, len(s.PublicKey.Bytes)))
+				alt, err := asn1.Marshal(spki{s.Algorithm, asn1.BitString{Bytes: shifted, BitLength: 8*len(shifted) - n}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The other encoding is the same key to crypto/x509...
+				got, err := x509.ParsePKIXPublicKey(alt)
+				if err != nil || !want.(interface{ Equal(gocrypto.PublicKey) bool }).Equal(got) {
+					t.Fatalf("shift %d: not another encoding of the key (%v)", n, err)
+				}
+				if crypto.FingerprintOf(alt) == crypto.FingerprintOf(der) {
+					t.Fatalf("shift %d: same fingerprint", n)
+				}
+				// ...and refused here, in DER and in base64.
+				if _, err := crypto.ParsePublicKeyDER(alt, 2048); !errors.Is(err, crypto.ErrMalformedKey) {
+					t.Errorf("shift %d: ParsePublicKeyDER: %v, want ErrMalformedKey", n, err)
+				}
+				if _, err := crypto.ParsePublicKey(base64.StdEncoding.EncodeToString(alt), 2048); !errors.Is(err, crypto.ErrMalformedKey) {
+					t.Errorf("shift %d: ParsePublicKey: %v, want ErrMalformedKey", n, err)
+				}
+			}
+			if n == 1 {
+				t.Fatal("no other encoding was tried")
+			}
+			if _, err := crypto.ParsePublicKeyDER(der, 2048); err != nil {
+				t.Fatalf("canonical DER refused: %v", err)
+			}
+		})
+	}
 }

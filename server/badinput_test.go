@@ -7,11 +7,20 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
+	"fmt"
+	"math/big"
+	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
 )
 
 // badKeySet holds public keys, base64 of DER, that must all be refused.
@@ -107,4 +116,71 @@ func resized(t *testing.T, b64 string, n int) string {
 	out := make([]byte, n)
 	copy(out, raw)
 	return base64.StdEncoding.EncodeToString(out)
+}
+
+// shiftedDER returns another encoding of the same public key: the
+// subjectPublicKey BIT STRING shifted left by n bits, with n unused bits,
+// which encoding/asn1 right-aligns back into the key. der's first key byte
+// must have n leading zero bits (P-256: 0x04, so n ≤ 5).
+func shiftedDER(t *testing.T, der []byte, n int) string {
+	t.Helper()
+	var s struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &s); err != nil {
+		t.Fatal(err)
+	}
+	b := s.PublicKey.Bytes
+	shifted := new(big.Int).Lsh(new(big.Int).SetBytes(b), uint(n)).FillBytes(make([]byte, len(b)))
+	s.PublicKey = asn1.BitString{Bytes: shifted, BitLength: 8*len(b) - n}
+	alt, err := asn1.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(alt)
+}
+
+// TestKeyHasOneEncoding checks that another DER of a registered key, the
+// same key under another fingerprint, cannot enrol it again: not as a new
+// meter after it was revoked, not as another meter's new key, and not as a
+// second meter while it reports.
+func TestKeyHasOneEncoding(t *testing.T) {
+	for _, b := range dbtest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			ts := newTestServer(t, b, nil)
+			stolen, other := newKey(t, "ecdsa-p256"), newKey(t, "ed25519")
+			for name, k := range map[string]*crypto.PrivateKey{"stolen": stolen, "other": other} {
+				if r := register(t, ts, name, k); r.status != http.StatusCreated {
+					t.Fatalf("register %s: %d %s", name, r.status, r.rawBody)
+				}
+			}
+			alt := shiftedDER(t, stolen.Public().DER(), 3)
+			wantProblem(t, postJSON(t, ts.admin+"/register", map[string]string{"username": "twin", "base64PublicKey": alt}), http.StatusBadRequest, "invalid-key")
+
+			m, err := ts.store.MeterByFingerprint(t.Context(), stolen.Public().Fingerprint())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := postJSON(t, fmt.Sprintf("%s/meters/%d/revoke", ts.admin, m.ID), map[string]string{"reason": "stolen"}); r.status != http.StatusOK {
+				t.Fatalf("revoke: %d %s", r.status, r.rawBody)
+			}
+			before := rowCounts(t, ts.db)
+			wantProblem(t, postJSON(t, ts.admin+"/register", map[string]string{"username": "reenrolled", "base64PublicKey": alt}), http.StatusBadRequest, "invalid-key")
+			o, err := ts.store.MeterByFingerprint(t.Context(), other.Public().Fingerprint())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantProblem(t, postJSON(t, fmt.Sprintf("%s/meters/%d/key", ts.admin, o.ID), map[string]string{"reason": "swap", "base64PublicKey": alt}), http.StatusBadRequest, "invalid-key")
+
+			// A reading signed by the revoked key and sent under the other
+			// encoding is no meter's.
+			body := signed(t, stolen, crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: now.Add(-time.Minute).UnixMilli()})
+			body.Base64PublicKey = alt
+			wantProblem(t, postJSON(t, ts.public+"/reportReading", body), http.StatusForbidden, "unknown-key")
+			if after := rowCounts(t, ts.db); after != before {
+				t.Fatalf("rows (meters, readings) went from %v to %v", before, after)
+			}
+		})
+	}
 }
