@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
+	"smartmeters/server"
 )
 
 // badKeySet holds public keys, base64 of DER, that must all be refused.
@@ -182,5 +185,28 @@ func TestKeyHasOneEncoding(t *testing.T) {
 				t.Fatalf("rows (meters, readings) went from %v to %v", before, after)
 			}
 		})
+	}
+}
+
+// TestReportKeyBelowPolicy checks that a meter whose key was registered
+// under a laxer policy than the server's (a larger --min-rsa-bits since) is
+// told so when it reports: 400 invalid-key naming the reason, not the
+// false "no meter is registered with this public key".
+func TestReportKeyBelowPolicy(t *testing.T) {
+	ts := newTestServer(t, dbtest.SQLite(t), nil)
+	k := newKey(t, "rsa2048")
+	if r := register(t, ts, "old-rsa", k); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.rawBody)
+	}
+	strict := newServer(t, testConfig(func(c *server.Config) { c.Ingest.MinRSABits = 3072 }), ts.store)
+	pub := httptest.NewServer(checkedPublic(t, strict.PublicHandler()))
+	t.Cleanup(pub.Close)
+	body := signed(t, k, crypto.Reading{WhIn: 1, WhOut: 1, Timestamp: now.Add(-time.Minute).UnixMilli()})
+	for range 2 { // the second answer comes from the key cache
+		r := postJSON(t, pub.URL+"/reportReading", body)
+		wantProblem(t, r, http.StatusBadRequest, "invalid-key")
+		if detail, _ := r.body["detail"].(string); !strings.Contains(detail, "2048 bits, want at least 3072") {
+			t.Fatalf("detail %q does not say why the key is refused", detail)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,10 @@ var (
 	errUnknownKey = errors.New("unknown key")
 	// errRevokedKey is returned by lookup for a meter's revoked key.
 	errRevokedKey = errors.New("revoked key")
+	// errPolicyKey is wrapped by what lookup returns for a meter's key
+	// that was registered under a laxer policy than this server's (a
+	// smaller --min-rsa-bits) and that it no longer accepts.
+	errPolicyKey = errors.New("the meter's registered key is no longer accepted")
 )
 
 // KeyCache keeps parsed registered keys in a bounded LRU so that the report
@@ -54,7 +59,7 @@ var (
 // followed, SetBypass(true) makes every lookup ask the store.
 type KeyCache struct {
 	known   *lru.Cache[crypto.Fingerprint, meterKey]
-	refused *expirable.LRU[crypto.Fingerprint, error] // errUnknownKey or errRevokedKey
+	refused *expirable.LRU[crypto.Fingerprint, error] // errUnknownKey, errRevokedKey or an errPolicyKey
 	store   KeyStore
 	timeout time.Duration // bounds a lookup that goes to the store
 	minRSA  int
@@ -87,7 +92,7 @@ func (c *KeyCache) newMeterKey(meterID int64, seq int, key *crypto.PublicKey) me
 }
 
 // lookup returns the meter key registered under fp, from the cache when it
-// can, or errUnknownKey or errRevokedKey. A lookup that goes to the store
+// can, or errUnknownKey, errRevokedKey or an error wrapping errPolicyKey. A lookup that goes to the store
 // is bounded by the lookup timeout, so that a report of an uncached key
 // fails fast while the store is unreachable.
 func (c *KeyCache) lookup(ctx context.Context, fp crypto.Fingerprint) (meterKey, error) {
@@ -119,10 +124,11 @@ func (c *KeyCache) lookup(ctx context.Context, fp crypto.Fingerprint) (meterKey,
 	}
 	key, err := crypto.ParsePublicKeyDER(m.PublicKey, c.minRSA)
 	if err != nil {
-		// Registered under a weaker policy than today's: refuse it, and
-		// remember that, as for an unknown key.
-		c.refuse(gen, fp, errUnknownKey)
-		return meterKey{}, errUnknownKey
+		// Registered under a laxer policy than today's: refuse it, say
+		// why, and remember that, as for an unknown key.
+		err = fmt.Errorf("%w (meter %d): %w; register a new key with POST /meters/%d/key", errPolicyKey, m.ID, err, m.ID)
+		c.refuse(gen, fp, err)
+		return meterKey{}, err
 	}
 	mk := c.newMeterKey(m.ID, m.KeySeq, key)
 	c.known.Add(fp, mk)

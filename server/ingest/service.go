@@ -338,6 +338,9 @@ func (s *Service) lookupKey(ctx context.Context, fp crypto.Fingerprint) (meterKe
 	if errors.Is(err, errRevokedKey) {
 		return meterKey{}, api.Errorf(api.KeyRevoked, "this public key (fingerprint %s) has been revoked", fp)
 	}
+	if errors.Is(err, errPolicyKey) {
+		return meterKey{}, api.Errorf(api.InvalidKey, "%v", err)
+	}
 	if err != nil {
 		return meterKey{}, s.storeFailure(err)
 	}
