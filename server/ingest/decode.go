@@ -106,6 +106,61 @@ func decodeRequests(body []byte) ([]api.ReportRequest, error) {
 	return reqs, err
 }
 
+// arrayLen counts the elements of body's top-level JSON array, stopping
+// once there are more than limit, without decoding or allocating any: it
+// reads only the array's structure (strings, nesting, the commas between
+// elements). It is exact for a valid array, and for an invalid one it
+// counts the elements of the valid part, which is all a decoder would
+// take. A body that is not an array counts 0.
+func arrayLen(body []byte, limit int) int {
+	depth, n := 0, 0
+	inString, escaped, counted := false, false, false
+	for _, c := range body {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case ',':
+			if depth == 1 {
+				counted = false
+			}
+			continue
+		case ']', '}':
+			depth--
+			if depth <= 0 {
+				return n
+			}
+			continue
+		}
+		if depth == 0 && c != '[' {
+			return 0
+		}
+		if depth == 1 && !counted {
+			counted = true
+			if n++; n > limit {
+				return n
+			}
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+		}
+	}
+	return n
+}
+
 // signedReading is a report that passed decoding: what verification needs.
 type signedReading struct {
 	fp        crypto.Fingerprint

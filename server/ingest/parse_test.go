@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"runtime"
+	"strings"
 	"testing"
 
 	"smartmeters/crypto"
+	"smartmeters/db/dbtest"
 	"smartmeters/server/api"
+	"smartmeters/store"
 )
 
 // parseSeeds are bodies for FuzzParseReport: what clients send, and the
@@ -138,6 +142,82 @@ func TestStrictErrorsNameTheBody(t *testing.T) {
 			}
 			if p.Detail != tt.want {
 				t.Errorf("detail %q, want %q", p.Detail, tt.want)
+			}
+		})
+	}
+}
+
+// TestArrayLen checks the element count taken before a batch is decoded.
+func TestArrayLen(t *testing.T) {
+	tests := []struct {
+		body  string
+		limit int
+		want  int
+	}{
+		{`[]`, 10, 0},
+		{` [ ] `, 10, 0},
+		{`[{}]`, 10, 1},
+		{`[{},{}]`, 10, 2},
+		{`[1, 22, 333,"a,b]",null,true,[1,2,[3]],{"k":[1,2],"l":"}"}]`, 10, 8},
+		{`["\"],[", "\\", "\\\"]"]`, 10, 3},
+		{`[{},{},{},{}]`, 2, 3}, // stops once over the limit
+		{`{"a":[1,2,3]}`, 10, 0},
+		{`5`, 10, 0},
+		{`null`, 10, 0},
+		{``, 10, 0},
+		{`[{},{},{} garbage`, 10, 3},
+		{`[{},{}] [{},{},{}]`, 10, 2},
+	}
+	for _, tt := range tests {
+		if got := arrayLen([]byte(tt.body), tt.limit); got != tt.want {
+			t.Errorf("arrayLen(%q, %d) = %d, want %d", tt.body, tt.limit, got, tt.want)
+		}
+	}
+}
+
+// FuzzArrayLen holds arrayLen to encoding/json: for a body that decodes as
+// an array, the count is its length (or limit+1 when longer).
+func FuzzArrayLen(f *testing.F) {
+	for _, s := range parseSeeds {
+		f.Add(s)
+	}
+	f.Add(`[1,"x",{"a":[1,{}]},[[]],null]`)
+	f.Fuzz(func(t *testing.T, s string) {
+		var v []json.RawMessage
+		if json.Unmarshal([]byte(s), &v) != nil {
+			return
+		}
+		for _, limit := range []int{0, 1, 3, 1000} {
+			want := min(len(v), limit+1)
+			if got := arrayLen([]byte(s), limit); got != want {
+				t.Fatalf("arrayLen(%q, %d) = %d, want %d", s, limit, got, want)
+			}
+		}
+	})
+}
+
+// TestBatchCountedBeforeDecoding checks that a batch of more than
+// MaxBatch elements is refused before it is decoded: a body of a million
+// empty objects, within the size limit, once cost 150 MB to decode.
+func TestBatchCountedBeforeDecoding(t *testing.T) {
+	s := newTestService(t, store.New(dbtest.SQLite(t).OpenMigrated(t)))
+	const n = 1 << 20
+	for _, elem := range []string{"{}", "null", "1"} {
+		t.Run(elem, func(t *testing.T) {
+			body := []byte("[" + strings.Repeat(elem+",", n-1) + elem + "]")
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := s.ReportBatch(t.Context(), HTTP, body)
+			runtime.ReadMemStats(&after)
+			var p *api.Problem
+			if !errors.As(err, &p) || p.Slug() != "batch-too-large" {
+				t.Fatalf("error %v, want batch-too-large", err)
+			}
+			// Decoding allocated over 100 bytes an element; counting
+			// allocates nothing that grows with the body.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > uint64(len(body)) {
+				t.Errorf("refusing a %d-byte batch of %d elements allocated %d bytes", len(body), n, alloc)
 			}
 		})
 	}

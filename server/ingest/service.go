@@ -193,6 +193,12 @@ func (s *Service) report(ctx context.Context, sr signedReading, err error) Resul
 // refused as a whole with a *api.Problem. Verification is spread over the
 // cores and the valid readings go to the group commit together.
 func (s *Service) ReportBatch(ctx context.Context, via Transport, body []byte) ([]Result, error) {
+	// Count before decoding: a body within the size limit can hold a
+	// million tiny elements, and decoding them all would cost many times
+	// the memory budget's charge for the body.
+	if n := arrayLen(body, s.cfg.MaxBatch); n > s.cfg.MaxBatch {
+		return nil, s.Refuse(api.Errorf(api.BatchTooLarge, "more than %d readings in one request; at most %d are allowed", s.cfg.MaxBatch, s.cfg.MaxBatch))
+	}
 	reqs, err := decodeRequests(body)
 	if err != nil {
 		return nil, s.Refuse(err)
