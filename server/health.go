@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -9,8 +10,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"smartmeters/db"
 	"smartmeters/server/api"
 )
+
+// errNoAnswer is checkSchema's error when the database did not answer in
+// time.
+var errNoAnswer = errors.New("the store did not answer the schema check in time")
 
 // HealthStore is what /readyz needs from storage.
 type HealthStore interface {
@@ -53,6 +59,9 @@ func (h *health) handleReadyz(c echo.Context) error {
 	}
 	if err := h.checkSchema(ctx); err != nil {
 		h.logger.Warn("not ready", "err", err)
+		if errors.Is(err, errNoAnswer) {
+			return api.Errorf(api.Unavailable, "the store does not answer")
+		}
 		return api.Errorf(api.Unavailable, "the database schema is not what this binary needs; run smartmeters migrate up")
 	}
 	answer := map[string]string{"status": "ready"}
@@ -78,7 +87,12 @@ func (h *health) checkSchema(ctx context.Context) error {
 	if !h.checked.IsZero() && now.Sub(h.checked) < h.ttl {
 		return h.err
 	}
-	h.err = h.schemaCheck(ctx)
-	h.checked = now
+	// A check that the database did not answer in time says nothing about
+	// the schema: it is not kept, and it is told apart by the caller.
+	err := db.Await(ctx, func() error { return h.schemaCheck(ctx) })
+	if ctx.Err() != nil {
+		return errNoAnswer
+	}
+	h.err, h.checked = err, now
 	return h.err
 }

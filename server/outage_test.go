@@ -24,13 +24,15 @@ import (
 
 // tcpProxy forwards connections to a target address until it is cut: then
 // it closes every connection it carries and closes new ones at once, as a
-// database server that is down or restarting does.
+// database server that is down or restarting does. Stalled, it keeps every
+// connection open and passes nothing on.
 type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]struct{}
+	ln      net.Listener
+	target  string
+	mu      sync.Mutex
+	down    bool
+	conns   map[net.Conn]struct{}
+	stalled chan struct{} // while not nil, data is read but not passed on until it is closed
 }
 
 func newTCPProxy(t *testing.T, target string) *tcpProxy {
@@ -40,7 +42,7 @@ func newTCPProxy(t *testing.T, target string) *tcpProxy {
 		t.Fatal(err)
 	}
 	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	t.Cleanup(func() { ln.Close(); p.cut() })
+	t.Cleanup(func() { ln.Close(); p.resume(); p.cut() })
 	go p.serve()
 	return p
 }
@@ -79,10 +81,53 @@ func (p *tcpProxy) forward(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { io.Copy(up, c); up.Close(); c.Close() }()
-	io.Copy(c, up)
+	go func() { p.pass(up, c); up.Close(); c.Close() }()
+	p.pass(c, up)
 	c.Close()
 	up.Close()
+}
+
+// pass copies src to dst, holding each piece read while the proxy is
+// stalled.
+func (p *tcpProxy) pass(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			stalled := p.stalled
+			p.mu.Unlock()
+			if stalled != nil {
+				<-stalled
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stall makes the database stop answering without closing anything, as a
+// frozen server or a network that drops packets does: what is sent is
+// taken and held until resume.
+func (p *tcpProxy) stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled == nil {
+		p.stalled = make(chan struct{})
+	}
+}
+
+func (p *tcpProxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stalled != nil {
+		close(p.stalled)
+		p.stalled = nil
+	}
 }
 
 // cut takes the database away: every connection is closed and new ones
@@ -301,6 +346,88 @@ func TestStoreOutage(t *testing.T) {
 	if slowest > bound {
 		t.Errorf("slowest answer took %s, want at most %s", slowest, bound)
 	}
+}
+
+// TestStoreStall makes PostgreSQL stop answering without closing a
+// connection, as a frozen server or a network that drops packets does:
+// lib/pq then waits for the server whatever the context, and its cancel
+// request is not answered either. A report of an uncached key and /readyz
+// must still be answered 503 within their bounds, not when the stall ends;
+// and the server recovers by itself when it does.
+func TestStoreStall(t *testing.T) {
+	pg, ok := dbtest.Postgres(t)
+	if !ok {
+		t.Skip("needs PostgreSQL")
+	}
+	directDB := pg.OpenMigrated(t)
+	u, err := url.Parse(pg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := newTCPProxy(t, u.Host)
+	u.Host = px.addr()
+	proxied := dbtest.Backend{Name: pg.Name, URL: u.String()}.Open(t)
+	const lookupTimeout = time.Second
+	srv := newServer(t, testConfig(func(c *server.Config) {
+		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = 2*time.Second, lookupTimeout
+	}), store.New(proxied))
+	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
+	t.Cleanup(pub.Close)
+	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
+	t.Cleanup(adm.Close)
+	ts := testServer{public: pub.URL, admin: adm.URL, store: store.New(directDB), db: directDB}
+	k := newKey(t, "ed25519")
+	if r := register(t, ts, "stall", k); r.status != http.StatusCreated {
+		t.Fatal(r.rawBody)
+	}
+
+	// The stall lasts far longer than any bound below: an answer that
+	// waits for the database comes after it, not within the bound.
+	const stallFor = 15 * time.Second
+	px.stall()
+	stallEnds := time.AfterFunc(stallFor, px.resume)
+	t.Cleanup(func() { stallEnds.Stop(); px.resume() })
+	within := func(t *testing.T, bound time.Duration, f func() response) response {
+		t.Helper()
+		start := time.Now()
+		r := f()
+		if took := time.Since(start); took > bound {
+			t.Errorf("answered after %s, want within %s (the database stalls for %s)", took.Round(time.Millisecond), bound, stallFor)
+		}
+		return r
+	}
+	t.Run("UncachedKey", func(t *testing.T) {
+		r := within(t, lookupTimeout+3*time.Second, func() response {
+			return postJSON(t, pub.URL+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
+		})
+		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+	})
+	t.Run("Readyz", func(t *testing.T) {
+		for _, base := range []string{pub.URL, adm.URL} {
+			r := within(t, 2*time.Second+3*time.Second, func() response { return do(t, mustRequest(t, http.MethodGet, base+"/readyz")) })
+			wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+		}
+	})
+	t.Run("CachedKeyCommit", func(t *testing.T) {
+		r := within(t, 2*time.Second+3*time.Second, func() response {
+			return postJSON(t, pub.URL+"/reportReading", signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
+		})
+		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
+	})
+	px.resume()
+	t.Run("Recovers", func(t *testing.T) {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			r := postJSON(t, pub.URL+"/reportReading", signed(t, k, crypto.Reading{WhIn: 2, Timestamp: now.Add(-time.Hour).UnixMilli() + 1000}))
+			if r.status == http.StatusCreated {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("still %d %s 20 s after the stall ended", r.status, r.rawBody)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }
 
 // TestShutdownUnderLoad stops a server while clients keep reporting: every

@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"smartmeters/crypto"
+	"smartmeters/db"
 )
 
 // Meter is a registered meter: a username and the public key whose
@@ -105,6 +106,20 @@ func (s *Store) CreateMeter(ctx context.Context, m *Meter) error {
 // fp, revoked or not, or an error wrapping ErrNotFound: for a key no meter
 // has, and for a key a meter had before it was replaced.
 func (s *Store) MeterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (Meter, error) {
+	var m Meter
+	// The answer of a report waits on this lookup: it returns when ctx
+	// ends, even if the database has stalled (db.Await).
+	err := db.Await(ctx, func() (err error) {
+		m, err = s.meterByFingerprint(ctx, fp)
+		return err
+	})
+	if err != nil {
+		return Meter{}, err
+	}
+	return m, nil
+}
+
+func (s *Store) meterByFingerprint(ctx context.Context, fp crypto.Fingerprint) (Meter, error) {
 	// Two lookups, each by the key of its table, rather than a join: on a
 	// cluster the keys and the meters are distributed by different columns.
 	const q = `SELECT meter_id, seq FROM key_fingerprints WHERE fingerprint = $1`

@@ -108,9 +108,10 @@ func uniqueViolation(err error) (column string, ok bool) {
 	return "", false
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, and returns when ctx ends even
+// if the database has stalled (db.Await).
 func (s *Store) Ping(ctx context.Context) error {
-	return s.db.PingContext(ctx)
+	return db.Await(ctx, func() error { return s.db.PingContext(ctx) })
 }
 
 // Unavailable reports whether err says that the database could not do the
