@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -99,7 +100,8 @@ func BenchmarkKeyCacheLookup(b *testing.B) {
 
 // BenchmarkDecodeReport measures decoding one report's JSON, key and
 // signature (everything before verification), for the body a client
-// builds with api.AppendReport and for a batch of 100 such bodies.
+// builds with api.AppendReport and for a batch of 100 such bodies, counted
+// (arrayLen) and decoded as ReportBatch does.
 func BenchmarkDecodeReport(b *testing.B) {
 	k, err := crypto.GenerateKey(crypto.Ed25519, rand.Reader)
 	if err != nil {
@@ -134,6 +136,9 @@ func BenchmarkDecodeReport(b *testing.B) {
 	b.Run("batch=100", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
+			if n := arrayLen(batch, 1000); n != 100 {
+				b.Fatalf("arrayLen %d", n)
+			}
 			reqs, err := decodeRequests(batch)
 			if err != nil || len(reqs) != 100 {
 				b.Fatal(err)
@@ -145,4 +150,28 @@ func BenchmarkDecodeReport(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkArrayLen measures counting a batch of 100 reports before it is
+// decoded.
+func BenchmarkArrayLen(b *testing.B) {
+	k, err := crypto.GenerateKey(crypto.Ed25519, rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := crypto.Reading{WhIn: 1234567, WhOut: 8910, Timestamp: 1764141243123}
+	sig, err := k.Sign(r)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := api.AppendReport(nil, k.Public().Base64(), sig, r)
+	batch := append(bytes.Repeat(append(body, ','), 100)[:100*(len(body)+1)-1:100*(len(body)+1)-1], ']')
+	batch = append([]byte{'['}, batch...)
+	b.SetBytes(int64(len(batch)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := arrayLen(batch, 1000); n != 100 {
+			b.Fatalf("arrayLen %d", n)
+		}
+	}
 }

@@ -113,21 +113,9 @@ func decodeRequests(body []byte) ([]api.ReportRequest, error) {
 // counts the elements of the valid part, which is all a decoder would
 // take. A body that is not an array counts 0.
 func arrayLen(body []byte, limit int) int {
-	depth, n := 0, 0
-	inString, escaped, counted := false, false, false
-	for _, c := range body {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
+	depth, n, counted := 0, 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; c {
 		case ' ', '\t', '\n', '\r':
 			continue
 		case ',':
@@ -141,9 +129,10 @@ func arrayLen(body []byte, limit int) int {
 				return n
 			}
 			continue
-		}
-		if depth == 0 && c != '[' {
-			return 0
+		default:
+			if depth == 0 && c != '[' {
+				return 0
+			}
 		}
 		if depth == 1 && !counted {
 			counted = true
@@ -151,9 +140,24 @@ func arrayLen(body []byte, limit int) int {
 				return n
 			}
 		}
-		switch c {
+		switch body[i] {
 		case '"':
-			inString = true
+			// Jump to the closing quote: the first one not escaped, that
+			// is, not after an odd run of backslashes.
+			for {
+				q := bytes.IndexByte(body[i+1:], '"')
+				if q < 0 {
+					return n
+				}
+				i += 1 + q
+				backslashes := 0
+				for k := i - 1; body[k] == '\\'; k-- {
+					backslashes++
+				}
+				if backslashes%2 == 0 {
+					break
+				}
+			}
 		case '[', '{':
 			depth++
 		}
