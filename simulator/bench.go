@@ -50,6 +50,9 @@ type BenchResult struct {
 	VerifyOneCore  float64       // signatures this machine verifies per second on one core
 	VerifyAllCores float64       // the same on all cores
 	ServerCPU      float64       // seconds of CPU the server process used while driven
+	// LastError tells why the last request that counted errors did: a
+	// network error, or the answer it got. Empty when Errors is 0.
+	LastError string
 }
 
 // ReadingsPerSecond is the rate of readings stored.
@@ -159,8 +162,12 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		return BenchResult{}, err
 	}
 	res := drive(ctx, sim.client.http, link, cfg, bodies, keys, total)
-	fmt.Fprintf(progress, "sent %d readings in %s: %d stored, %d duplicates, %d errors\n",
-		res.Readings, res.Elapsed.Round(time.Millisecond), res.Stored, res.Duplicates, res.Errors)
+	lastErr := ""
+	if res.LastError != "" {
+		lastErr = " (last error: " + oneLine(res.LastError) + ")"
+	}
+	fmt.Fprintf(progress, "sent %d readings in %s: %d stored, %d duplicates, %d errors%s\n",
+		res.Readings, res.Elapsed.Round(time.Millisecond), res.Stored, res.Duplicates, res.Errors, lastErr)
 	cpu1, err := serverCPU(ctx, sim.client.http, cfg.AdminURL)
 	if err != nil {
 		return BenchResult{}, err
@@ -253,6 +260,7 @@ func drive(ctx context.Context, hc *http.Client, link *mqttLink, cfg BenchConfig
 		wg   sync.WaitGroup
 	)
 	var sent, stored, dups, errs, reqs atomic.Int64
+	var lastErr atomic.Pointer[string]
 	start := time.Now()
 	for range cfg.Concurrency {
 		wg.Go(func() {
@@ -264,13 +272,18 @@ func drive(ctx context.Context, hc *http.Client, link *mqttLink, cfg BenchConfig
 				n := int64(min(cfg.Batch, total-i*cfg.Batch))
 				t0 := time.Now()
 				var s, d, e int64
+				var cause error
 				if link != nil {
-					s, d, e = publish(ctx, link, bodies[i], keys[i])
+					s, d, e, cause = publish(ctx, link, bodies[i], keys[i])
 				} else {
-					s, d, e = post(ctx, hc, url, bodies[i], cfg.Batch > 1, n)
+					s, d, e, cause = post(ctx, hc, url, bodies[i], cfg.Batch > 1, n)
 				}
 				if ctx.Err() != nil && e > 0 {
 					return // cut off by the clock: not an error of the server's
+				}
+				if cause != nil {
+					msg := cause.Error()
+					lastErr.Store(&msg)
 				}
 				lat.record(time.Since(t0))
 				sent.Add(n)
@@ -284,41 +297,54 @@ func drive(ctx context.Context, hc *http.Client, link *mqttLink, cfg BenchConfig
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.Readings, res.Stored, res.Duplicates, res.Errors, res.Requests = sent.Load(), stored.Load(), dups.Load(), errs.Load(), reqs.Load()
+	if msg := lastErr.Load(); msg != nil {
+		res.LastError = *msg
+	}
 	p := lat.percentiles()
 	res.P50 = time.Duration(p.P50 * float64(time.Millisecond))
 	res.P99 = time.Duration(p.P99 * float64(time.Millisecond))
 	return res
 }
 
-// post sends one body of n readings and counts what the server said.
-func post(ctx context.Context, hc *http.Client, url string, body []byte, batch bool, n int64) (stored, dups, errs int64) {
+// post sends one body of n readings and counts what the server said. When
+// it counts errors, cause says why the last of them was one.
+func post(ctx context.Context, hc *http.Client, url string, body []byte, batch bool, n int64) (stored, dups, errs int64, cause error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return 0, 0, n
+		return 0, 0, n, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, 0, n
+		return 0, 0, n, err
 	}
 	defer resp.Body.Close()
 	if !batch {
-		_, _ = io.Copy(io.Discard, resp.Body)
 		switch resp.StatusCode {
 		case http.StatusCreated:
-			return 1, 0, 0
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return 1, 0, 0, nil
 		case http.StatusOK:
-			return 0, 1, 0
+			_, _ = io.Copy(io.Discard, resp.Body)
+			return 0, 1, 0, nil
 		}
-		return 0, 0, 1
+		return 0, 0, 1, answerError(resp)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, n, answerError(resp)
 	}
 	var out struct {
 		Results []struct {
-			Status int `json:"status"`
+			Status int    `json:"status"`
+			Type   string `json:"type"`
+			Detail string `json:"detail"`
 		} `json:"results"`
 	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&out) != nil || int64(len(out.Results)) != n {
-		return 0, 0, n
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return 0, 0, n, fmt.Errorf("answer is not a batch result: %w", err)
+	}
+	if int64(len(out.Results)) != n {
+		return 0, 0, n, fmt.Errorf("answer holds %d results for %d readings", len(out.Results), n)
 	}
 	for _, r := range out.Results {
 		switch r.Status {
@@ -328,19 +354,31 @@ func post(ctx context.Context, hc *http.Client, url string, body []byte, batch b
 			dups++
 		default:
 			errs++
+			cause = errors.New(reply{status: r.Status, slug: api.Slug(r.Type), detail: r.Detail}.String())
 		}
 	}
-	return stored, dups, errs
+	return stored, dups, errs, cause
+}
+
+// answerError describes an answer that is not a success: its status, and
+// the problem's type and detail when it is one.
+func answerError(resp *http.Response) error {
+	rep := reply{status: resp.StatusCode}
+	var p struct{ Type, Detail string }
+	if raw, err := io.ReadAll(io.LimitReader(resp.Body, maxReplyBytes)); err == nil && json.Unmarshal(raw, &p) == nil {
+		rep.slug, rep.detail = api.Slug(p.Type), p.Detail
+	}
+	return errors.New(rep.String())
 }
 
 // publish publishes one body through link and counts the results of its
-// readings.
-func publish(ctx context.Context, link *mqttLink, body []byte, keys []resultKey) (stored, dups, errs int64) {
+// readings. When it counts errors, cause says why the last of them was one.
+func publish(ctx context.Context, link *mqttLink, body []byte, keys []resultKey) (stored, dups, errs int64, cause error) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
 	defer cancel()
 	reps, err := link.exchange(ctx, body, keys)
 	if err != nil {
-		return 0, 0, int64(len(keys))
+		return 0, 0, int64(len(keys)), err
 	}
 	for _, r := range reps {
 		switch r.status {
@@ -350,9 +388,10 @@ func publish(ctx context.Context, link *mqttLink, body []byte, keys []resultKey)
 			dups++
 		default:
 			errs++
+			cause = errors.New(r.String())
 		}
 	}
-	return stored, dups, errs
+	return stored, dups, errs, cause
 }
 
 // VerifyCeiling measures how many signatures of k's type this machine

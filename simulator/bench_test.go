@@ -72,6 +72,52 @@ func TestBench(t *testing.T) {
 		}
 	}
 
+	t.Run("LastError", func(t *testing.T) {
+		tests := []struct {
+			name   string
+			batch  int
+			answer func(w http.ResponseWriter)
+			want   string
+		}{
+			{"Single", 1, func(w http.ResponseWriter) {
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				io.WriteString(w, `{"type":"urn:smartmeters:problem:overloaded","detail":"too busy"}`)
+			}, "503 overloaded: too busy"},
+			{"Batch", 2, func(w http.ResponseWriter) {
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, `{"results":[{"status":201},{"status":409,"type":"urn:smartmeters:problem:reading-conflict","detail":"another reading"}]}`)
+			}, "409 reading-conflict: another reading"},
+			{"BatchRefused", 2, func(w http.ResponseWriter) {
+				w.WriteHeader(http.StatusBadGateway)
+			}, "502 http-502"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				answer := func(http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						io.Copy(io.Discard, r.Body)
+						tt.answer(w)
+					})
+				}
+				ts := newTestServer(t, answer, nil)
+				var progress strings.Builder
+				res, err := simulator.Bench(context.Background(), simulator.BenchConfig{
+					PublicURL: ts.public, AdminURL: ts.admin, Meters: 2, Batch: tt.batch, Total: 4, Concurrency: 1, Progress: &progress,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Errors == 0 || res.LastError != tt.want {
+					t.Errorf("%d errors, last %q; want %q", res.Errors, res.LastError, tt.want)
+				}
+				if !strings.Contains(progress.String(), "errors (last error: "+tt.want+")\n") {
+					t.Errorf("progress does not name the last error:\n%s", &progress)
+				}
+			})
+		}
+	})
+
 	t.Run("ErrNoMetrics", func(t *testing.T) {
 		noMetrics := func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -34,7 +34,8 @@ type Config struct {
 	KeyType   crypto.KeyType // key type of generated meters; unused when KeysFile exists
 	// KeysFile, when set, names a keys file (see SaveKeyFile). If it exists
 	// its first Meters meters are used and nothing is registered; if it
-	// does not, the new fleet is saved there after registration.
+	// does not, the new fleet is saved there after registration, and Run
+	// fails before registering anything when it cannot be written.
 	KeysFile string
 	// Seed seeds usernames, start offsets, load profiles and tamper
 	// choices; 0 picks one at random, which the Summary reports. Keys are

@@ -93,7 +93,7 @@ func TestFaults(t *testing.T) {
 }
 
 // TestRetriesRunOut checks that a reading that never gets an answer is
-// counted as failed and fails the run.
+// counted as failed and fails the run, naming the cause.
 func TestRetriesRunOut(t *testing.T) {
 	t.Parallel()
 	down := func(http.Handler) http.Handler {
@@ -108,7 +108,12 @@ func TestRetriesRunOut(t *testing.T) {
 	if sum.Failed != 2 || sum.Retries != 4 {
 		t.Errorf("failed %d retries %d, want 2 and 4", sum.Failed, sum.Retries)
 	}
-	if err := sum.Err(); err == nil || err.Error() != "2 of 2 readings were not accepted (failed 2)" {
+	// The run says why: the last attempt's answer.
+	const cause = "gave up after 3 attempts: 502 http-502"
+	if sum.LastError != cause {
+		t.Errorf("LastError %q, want %q", sum.LastError, cause)
+	}
+	if err := sum.Err(); err == nil || err.Error() != "2 of 2 readings were not accepted (failed 2; last error: "+cause+")" {
 		t.Errorf("Err = %v", err)
 	}
 }

@@ -46,60 +46,86 @@ const (
 //	MC4CAQAwBQYDK2VwBCIEIP3...
 //	-----END PRIVATE KEY-----
 func SaveKeyFile(path string, meters []MeterKey) error {
-	return writeFileAtomic(path, func(w io.Writer) error {
-		if _, err := io.WriteString(w, keyFileHeader); err != nil {
-			return err
-		}
-		for _, m := range meters {
-			p, err := m.Key.MarshalPKCS8PEM()
-			if err != nil {
-				return fmt.Errorf("meter %s: %w", m.Username, err)
-			}
-			block, _ := pem.Decode(p)
-			if block == nil {
-				return fmt.Errorf("meter %s: the key did not encode as PEM", m.Username)
-			}
-			block.Headers = map[string]string{usernameHeader: m.Username}
-			if err := pem.Encode(w, block); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	f, err := createKeyFile(path)
+	if err != nil {
+		return err
+	}
+	return f.save(meters)
 }
 
-// writeFileAtomic writes a new file at path with write: a temporary file
-// of mode 0600 in the same directory, synced, then renamed over path, so
-// that path never holds half a file.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
+// pendingKeyFile is a keys file being written: a temporary file of mode
+// 0600 in the directory of path, which save fills, syncs and renames over
+// path, so that path never holds half a file. Creating it first tells,
+// before any meter is registered, whether the keys can be saved at all.
+type pendingKeyFile struct {
+	path string
+	tmp  *os.File
+}
+
+// createKeyFile creates the temporary file of a keys file at path. Its
+// error names path, and the directory when that is what is wrong.
+func createKeyFile(path string) (*pendingKeyFile, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("save keys file: %w", err)
+		// The temporary file's name would only confuse: name the directory.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("directory %s: %w", filepath.Dir(path), pe.Err)
+		}
+		return nil, fmt.Errorf("keys file %s cannot be written: %w", path, err)
 	}
+	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("keys file %s: %w", path, err)
+	}
+	return &pendingKeyFile{path: path, tmp: f}, nil
+}
+
+// save writes meters to the temporary file and renames it over the keys
+// file. On failure the temporary file is removed.
+func (p *pendingKeyFile) save(meters []MeterKey) (err error) {
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("save keys file %s: %w", path, err)
+			p.discard()
+			err = fmt.Errorf("save keys file %s: %w", p.path, err)
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil && runtime.GOOS != "windows" {
+	bw := bufio.NewWriter(p.tmp)
+	if _, err := io.WriteString(bw, keyFileHeader); err != nil {
 		return err
 	}
-	bw := bufio.NewWriter(f)
-	if err := write(bw); err != nil {
-		return err
+	for _, m := range meters {
+		pemKey, err := m.Key.MarshalPKCS8PEM()
+		if err != nil {
+			return fmt.Errorf("meter %s: %w", m.Username, err)
+		}
+		block, _ := pem.Decode(pemKey)
+		if block == nil {
+			return fmt.Errorf("meter %s: the key did not encode as PEM", m.Username)
+		}
+		block.Headers = map[string]string{usernameHeader: m.Username}
+		if err := pem.Encode(bw, block); err != nil {
+			return err
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	if err := p.tmp.Sync(); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
+	if err := p.tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	return os.Rename(p.tmp.Name(), p.path)
+}
+
+// discard removes the temporary file, for a keys file that will not be
+// saved.
+func (p *pendingKeyFile) discard() {
+	p.tmp.Close()
+	os.Remove(p.tmp.Name())
 }
 
 // ErrNoKeyFile is returned by LoadKeyFile for a path where no file exists.

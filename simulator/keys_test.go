@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,4 +222,51 @@ func TestRunKeysFileResumes(t *testing.T) {
 		t.Errorf("store holds %d readings, want %d", n, 3*24)
 	}
 	checkRegisters(t, ts.db)
+}
+
+// TestRunKeysFileUnwritable names a keys file that cannot be written: the
+// run fails before it registers a meter, whose private key would be lost.
+// A registration that fails leaves no temporary keys file behind.
+func TestRunKeysFileUnwritable(t *testing.T) {
+	t.Parallel()
+	t.Run("NoDirectory", func(t *testing.T) {
+		t.Parallel()
+		ts := newTestServer(t, nil, nil)
+		dir := filepath.Join(t.TempDir(), "missing")
+		cfg := ts.config(2, 1)
+		cfg.KeysFile = filepath.Join(dir, "fleet.pem")
+		sim, err := simulator.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "keys file " + cfg.KeysFile + " cannot be written: directory " + dir + ": no such file or directory; no meter was registered"
+		if _, err := sim.Run(context.Background()); err == nil || err.Error() != want {
+			t.Errorf("Run: %v\nwant %s", err, want)
+		}
+		if n := count(t, ts.db, `SELECT count(*) FROM meters`); n != 0 {
+			t.Errorf("store holds %d meters, want none registered", n)
+		}
+	})
+	t.Run("RegistrationFails", func(t *testing.T) {
+		t.Parallel()
+		refuse := func(http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "no", http.StatusForbidden)
+			})
+		}
+		ts := newTestServer(t, nil, refuse)
+		dir := t.TempDir()
+		cfg := ts.config(2, 1)
+		cfg.KeysFile = filepath.Join(dir, "fleet.pem")
+		sim, err := simulator.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sim.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Errorf("Run: %v, want the registration's 403", err)
+		}
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+			t.Errorf("the keys file's directory holds %v (%v), want nothing", entries, err)
+		}
+	})
 }

@@ -41,8 +41,12 @@ func (c MQTTConfig) withDefaults() MQTTConfig {
 	return c
 }
 
-// ValidMQTTBroker reports why s cannot name a broker, or nil.
+// ValidMQTTBroker reports why s cannot name a broker, or nil: it must be
+// an mqtt:// or mqtts:// URL with a port.
 func ValidMQTTBroker(s string) error {
+	if !strings.Contains(s, "://") {
+		return fmt.Errorf("no scheme: add mqtt:// (mqtt://%s) or mqtts://", s)
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return errors.Unwrap(err)

@@ -20,7 +20,12 @@ const maxRenames = 8
 // fleet returns the identities of the meters: the first Meters of the keys
 // file if it exists, or new ones, generated, registered and, if a keys file
 // is named, saved to it. registered is the number of meters registered.
+//
+// A new keys file is created (as a temporary file) before anything is
+// registered: a private key that cannot be saved is lost, and its meter,
+// whose public key can never be registered again, with it.
 func (s *Simulator) fleet(ctx context.Context) (ids []MeterKey, registered int, err error) {
+	var keys *pendingKeyFile
 	if s.cfg.KeysFile != "" {
 		ids, err := LoadKeyFile(s.cfg.KeysFile)
 		switch {
@@ -36,13 +41,19 @@ func (s *Simulator) fleet(ctx context.Context) (ids []MeterKey, registered int, 
 		case !errors.Is(err, ErrNoKeyFile):
 			return nil, 0, err
 		}
+		if keys, err = createKeyFile(s.cfg.KeysFile); err != nil {
+			return nil, 0, fmt.Errorf("%w; no meter was registered", err)
+		}
 	}
 	ids, err = s.generateAndRegister(ctx)
 	if err != nil {
+		if keys != nil {
+			keys.discard()
+		}
 		return nil, 0, err
 	}
-	if s.cfg.KeysFile != "" {
-		if err := SaveKeyFile(s.cfg.KeysFile, ids); err != nil {
+	if keys != nil {
+		if err := keys.save(ids); err != nil {
 			return nil, 0, fmt.Errorf("%d meters registered but not saved: %w", len(ids), err)
 		}
 	}

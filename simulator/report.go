@@ -33,7 +33,7 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 		if j.kind == genuine {
 			s.st.attempted.Add(1)
 		}
-		s.st.record(j.kind, result{outcome: outcomeFailed})
+		s.st.record(j.kind, result{outcome: outcomeFailed, cause: "sign: " + err.Error()})
 		return
 	}
 	if j.kind == forgedSignature {
@@ -62,7 +62,7 @@ func (s *Simulator) report(ctx, hard context.Context, j job) {
 	case errors.Is(err, errInterrupted):
 		res.outcome = outcomeInterrupted
 	case err != nil:
-		res.outcome = outcomeFailed
+		res.outcome, res.cause = outcomeFailed, err.Error()
 	case rep.status == http.StatusCreated:
 		res.outcome = outcomeStored
 	case rep.status == http.StatusOK:

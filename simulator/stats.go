@@ -23,6 +23,7 @@ type result struct {
 	outcome outcome
 	slug    string // the problem type slug of a rejection
 	retries int    // attempts after the first
+	cause   string // why a failed reading failed: the error of its last attempt
 }
 
 // answer names r the way the tamper summary counts it.
@@ -63,6 +64,7 @@ type stats struct {
 
 	mu             sync.Mutex
 	rejectedBy     map[string]int64
+	lastFailure    string // the cause of the genuine reading that failed last
 	forgedSent     [forgeryCount]int64
 	forgedAnswers  [forgeryCount]map[string]int64
 	forgedAccepted int64
@@ -107,6 +109,9 @@ func (s *stats) record(f forgery, r result) {
 		s.mu.Unlock()
 	case r.outcome == outcomeFailed:
 		s.failed.Add(1)
+		s.mu.Lock()
+		s.lastFailure = r.cause
+		s.mu.Unlock()
 	default:
 		s.interrupted.Add(1)
 	}
@@ -136,6 +141,7 @@ func (s *stats) summary(took time.Duration, tamper float64) Summary {
 	for k, v := range s.rejectedBy {
 		sum.RejectedByReason[k] = v
 	}
+	sum.LastError = s.lastFailure
 	if tamper > 0 {
 		for f := genuine + 1; f < forgeryCount; f++ {
 			answers := map[string]int64{}

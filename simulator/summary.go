@@ -38,8 +38,11 @@ type Summary struct {
 	Rejected         int64            `json:"rejected"`
 	RejectedByReason map[string]int64 `json:"rejected_by_reason"`
 	// Failed counts genuine readings that got no final answer: network
-	// errors, 5xx or 429 until the attempts ran out.
-	Failed int64 `json:"failed"`
+	// errors, 5xx or 429 until the attempts ran out. LastError is why the
+	// last of them failed (the error of its last attempt); empty when
+	// none did.
+	Failed    int64  `json:"failed"`
+	LastError string `json:"last_error,omitempty"`
 	// Interrupted counts genuine readings still unanswered when the run
 	// was stopped.
 	Interrupted int64 `json:"interrupted"`
@@ -79,12 +82,15 @@ func (s *Summary) NotAccepted() int64 {
 }
 
 // Err returns nil for a successful run, or a one-line error saying how many
-// genuine readings were not accepted and why, and how many forged readings
-// were accepted.
+// genuine readings were not accepted and why, with the error that made
+// the last failed one fail, and how many forged readings were accepted.
 func (s *Summary) Err() error {
 	var parts []string
 	if n := s.NotAccepted(); n > 0 {
 		reasons := s.reasons()
+		if s.Failed > 0 && s.LastError != "" {
+			reasons += "; last error: " + oneLine(s.LastError)
+		}
 		parts = append(parts, fmt.Sprintf("%d of %d readings were not accepted (%s)", n, s.Attempted, reasons))
 		if s.KeysFile != "" && s.Registered == 0 && s.RejectedByReason["unknown-key"] == s.Attempted {
 			parts = append(parts, "are the meters of "+s.KeysFile+" registered on this server?")
@@ -112,6 +118,12 @@ func (s *Summary) reasons() string {
 		counts["interrupted"] = s.Interrupted
 	}
 	return formatCounts(counts)
+}
+
+// oneLine keeps an error message on one line, whatever a server put in
+// the detail it quotes.
+func oneLine(msg string) string {
+	return strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(msg)
 }
 
 // formatCounts renders counts as "a 3, b 1", largest first.

@@ -40,21 +40,27 @@ func Bench() *cli.Command {
 			&cli.StringFlag{Name: "mqtt-results-topic", Value: simulator.DefaultMQTTResultsTopic, Usage: "MQTT topic under which the server publishes results (serve's --mqtt-results-topic)", EnvVars: env("MQTT_RESULTS_TOPIC")},
 		},
 		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
 			kt, err := crypto.ParseKeyType(c.String("key-type"))
 			if err != nil {
-				return fmt.Errorf("--key-type: %w", err)
+				return usageError("--key-type %q: want one of %s", c.String("key-type"), keyTypeList())
 			}
 			for _, name := range []string{"meters", "batch", "concurrency"} {
 				if c.Int(name) < 1 {
-					return fmt.Errorf("--%s %d: must be at least 1", name, c.Int(name))
+					return usageError("--%s %d: must be at least 1", name, c.Int(name))
 				}
 			}
-			if c.Int("total") < 0 || (c.Int("total") == 0 && c.Duration("duration") <= 0) {
-				return fmt.Errorf("give a positive --duration or --total")
+			switch total := c.Int("total"); {
+			case total < 0:
+				return usageError("--total %d: must be 0 (sized from --duration) or more", total)
+			case total == 0 && c.Duration("duration") <= 0:
+				return usageError("--duration %s: must be positive, unless --total is given", c.Duration("duration"))
 			}
 			for _, name := range []string{"server", "admin"} {
 				if err := simulator.ValidBaseURL(c.String(name)); err != nil {
-					return fmt.Errorf("--%s: %w", name, err)
+					return usageError("--%s %q: %v", name, c.String(name), err)
 				}
 			}
 			roots, err := servecmd.RootCAs(c)

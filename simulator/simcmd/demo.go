@@ -2,6 +2,7 @@ package simcmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,6 +46,14 @@ func demoAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// Checked before anything is printed: the server would only find out
+	// once the addresses are.
+	url := c.String("database-url")
+	if url != "" {
+		if _, _, err := db.ParseURL(url); err != nil {
+			return fmt.Errorf("--database-url: %w", err)
+		}
+	}
 	ctx := c.Context
 	stdout, stderr := c.App.Writer, c.App.ErrWriter
 	if c.Bool("json") {
@@ -52,14 +61,6 @@ func demoAction(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
-	url := c.String("database-url")
-	if url == "" {
-		dir, err := os.MkdirTemp("", "smartmeters-demo-")
-		if err != nil {
-			return fmt.Errorf("demo database: %w", err)
-		}
-		url = "sqlite:" + filepath.Join(dir, "smartmeters.db")
-	}
 	pub, err := servecmd.Listen("--listen", c.String("listen"))
 	if err != nil {
 		return err
@@ -68,6 +69,24 @@ func demoAction(c *cli.Context) error {
 	if err != nil {
 		pub.Close()
 		return err
+	}
+	// A directory of our own is kept once the demo has said where its data
+	// is; a demo that fails before leaves nothing behind. Every return
+	// below waits for the server to stop first.
+	toldWhere := false
+	if url == "" {
+		dir, err := os.MkdirTemp("", "smartmeters-demo-")
+		if err != nil {
+			pub.Close()
+			adm.Close()
+			return fmt.Errorf("demo database: %w", err)
+		}
+		defer func() {
+			if !toldWhere {
+				os.RemoveAll(dir)
+			}
+		}()
+		url = "sqlite:" + filepath.Join(dir, "smartmeters.db")
 	}
 	srvCfg := server.DefaultConfig()
 	srvCfg.ShutdownTimeout = 5 * time.Second
@@ -78,30 +97,54 @@ func demoAction(c *cli.Context) error {
 	defer stopServer()
 	simCtx, stopSim := context.WithCancelCause(ctx)
 	defer stopSim(nil)
-	served := make(chan error, 1)
+	var srvErr error
+	srvDone := make(chan struct{})
 	go func() {
-		err := servecmd.Run(srvCtx, srvCfg, url, true, pub, adm, logger)
-		if err != nil {
-			stopSim(fmt.Errorf("demo server: %w", err))
+		defer close(srvDone)
+		srvErr = servecmd.Run(srvCtx, srvCfg, url, true, pub, adm, logger)
+		if srvErr != nil {
+			stopSim(fmt.Errorf("demo server: %w", srvErr))
 		}
-		served <- err
 	}()
 	c.Context = simCtx
 
 	cfg.PublicURL, cfg.AdminURL = server.BaseURL(pub.Addr(), false), server.BaseURL(adm.Addr(), false)
 	printAddresses(stdout, cfg.PublicURL, cfg.AdminURL)
-	_, simErr := simulate(c, cfg)
-	printDataLocation(stdout, url)
-	if c.Bool("keep") && ctx.Err() == nil {
+	sum, simErr := simulate(c, cfg)
+	serving := c.Bool("keep") && ctx.Err() == nil && !isDone(srvDone)
+	// Without a summary the fleet was never set up: there is no data to
+	// point at, unless the server stays up with what it has.
+	if sum != nil || serving {
+		printDataLocation(stdout, url)
+		toldWhere = true
+	}
+	if serving {
 		printAddresses(stdout, cfg.PublicURL, cfg.AdminURL)
 		fmt.Fprintln(stdout, "serving         until Ctrl-C")
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-srvDone:
+		}
 	}
+	failedFirst := isDone(srvDone) // on its own, not stopped by us
 	stopServer()
-	if err := <-served; err != nil {
-		return fmt.Errorf("demo server: %w", err)
+	<-srvDone
+	// Stopped while it was still starting, the server only says that it
+	// was stopped: the simulation's error is the news.
+	if srvErr != nil && (failedFirst || !errors.Is(srvErr, context.Canceled)) {
+		return fmt.Errorf("demo server: %w", srvErr)
 	}
 	return simErr
+}
+
+// isDone reports whether ch is closed.
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // printAddresses tells where the dashboard and the API are.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -104,5 +105,47 @@ func TestDemoPrintsAddressesFirst(t *testing.T) {
 	stop()
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d after an interrupt; stderr: %s", code, &stderr)
+	}
+}
+
+// TestDemoFailsCleanly makes the demo fail before and after it creates
+// its temporary directory: each failure is one line, and no directory is
+// left behind.
+func TestDemoFailsCleanly(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"ListenInUse", []string{"--listen", taken.Addr().String()}, "--listen " + taken.Addr().String() + ": listen tcp"},
+		{"AdminListenInUse", []string{"--admin-listen", taken.Addr().String()}, "address already in use"},
+		{"KeysFileUnwritable", []string{"--keys", "/nonexistent/dir/k.pem"}, "keys file /nonexistent/dir/k.pem cannot be written"},
+		{"BadDatabaseURL", []string{"--database-url", "mysql://x"}, "--database-url: bad database URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"smartmeters", "demo", "--meters", "1", "--readings", "1", "--key-type", "ed25519"}, tt.args...)
+			if code := run(context.Background(), args, &stdout, &stderr); code != 1 {
+				t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, &stdout, &stderr)
+			}
+			last := stderr.String()[strings.LastIndex(strings.TrimSuffix(stderr.String(), "\n"), "\n")+1:]
+			if !strings.HasPrefix(last, "smartmeters: ") || !strings.Contains(last, tt.want) {
+				t.Errorf("stderr ends %q, want a line containing %q", last, tt.want)
+			}
+			if strings.Contains(stdout.String(), "data ") {
+				t.Errorf("stdout points at data that is not there:\n%s", &stdout)
+			}
+			if entries, err := os.ReadDir(tmp); err != nil || len(entries) != 0 {
+				t.Errorf("the demo left %v (%v) in the temporary directory", entries, err)
+			}
+		})
 	}
 }

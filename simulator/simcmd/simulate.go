@@ -94,7 +94,7 @@ func simulatorFlags() []cli.Flag {
 		&cli.StringFlag{
 			Name: "keys", TakesFile: true, EnvVars: env("KEYS"),
 			Usage: "keys file: if it exists, use its first --meters meters (it must hold at least that many; " +
-				"--key-type is ignored) and register nothing; if not, register new meters and save them there (mode 0600)",
+				"--key-type is ignored) and register nothing; if not, check that it can be written, then register new meters and save them there (mode 0600)",
 		},
 		&cli.IntFlag{Name: "concurrency", Value: simulator.DefaultConcurrency, Usage: "largest number of HTTP requests in flight", EnvVars: env("CONCURRENCY")},
 		&cli.Int64Flag{Name: "seed", Usage: "seed of usernames, start offsets, load profiles and tamper choices; 0 picks one at random (keys are always random)", EnvVars: env("SEED")},
