@@ -90,10 +90,52 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 		return cli.Exit(usageMessage(app, err)+" (see --help)", 2)
 	}
+	app.Action = appAction
 	for _, cmd := range app.Commands {
 		setUsageError(cmd, app.OnUsageError)
 	}
 	return app
+}
+
+// appAction runs when no command is named: it shows the help, also for
+// `smartmeters help [COMMAND]`, and refuses any other word as an unknown
+// command.
+func appAction(c *cli.Context) error {
+	name := c.Args().First()
+	if name == "help" || name == "h" {
+		if topic := c.Args().Get(1); topic != "" {
+			if c.App.Command(topic) == nil {
+				return unknownCommand(c.App.Commands, "command", topic)
+			}
+			return cli.ShowCommandHelp(c, topic)
+		}
+		name = ""
+	}
+	if name == "" {
+		return cli.ShowAppHelp(c)
+	}
+	return unknownCommand(c.App.Commands, "command", name)
+}
+
+// subcommandsAction is the action of a command that only groups
+// subcommands (`migrate`, `rollups`): it shows the command's help, and
+// refuses any other word as an unknown subcommand.
+func subcommandsAction(c *cli.Context) error {
+	if !c.Args().Present() {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return unknownCommand(c.Command.Subcommands, c.Command.FullName()+" subcommand", c.Args().First())
+}
+
+// unknownCommand is the usage error of a name that is none of cmds, with
+// the nearest of them as a suggestion. Without it urfave/cli answers "No
+// help topic for 'name'" and exit status 3.
+func unknownCommand(cmds []*cli.Command, what, name string) error {
+	msg := fmt.Sprintf("unknown %s %q", what, name)
+	if s := cli.SuggestCommand(cmds, name); s != "" && s != fmt.Sprintf(cli.SuggestDidYouMeanTemplate, "") {
+		msg += ". " + s
+	}
+	return cli.Exit(msg+" (see --help)", 2)
 }
 
 var (
@@ -131,9 +173,13 @@ func isDurationFlag(cmds []*cli.Command, name string) bool {
 }
 
 // setUsageError makes a command and its subcommands report a malformed
-// command line as one line rather than with the whole help text.
+// command line, an unknown subcommand included, as one line rather than
+// with the whole help text.
 func setUsageError(cmd *cli.Command, f cli.OnUsageErrorFunc) {
 	cmd.OnUsageError = f
+	if len(cmd.Subcommands) > 0 && cmd.Action == nil {
+		cmd.Action = subcommandsAction
+	}
 	for _, sub := range cmd.Subcommands {
 		setUsageError(sub, f)
 	}

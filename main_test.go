@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -14,11 +15,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"smartmeters/buildinfo"
 	"smartmeters/db/dbtest"
@@ -44,7 +48,14 @@ func TestRun(t *testing.T) {
 	}{
 		{"Help", []string{"--help"}, 0, "serve", ""},
 		{"Version", []string{"version"}, 0, "smartmeters ", ""},
-		{"UnknownCommand", []string{"bogus"}, 3, "", "No help topic for 'bogus'"},
+		{"UnknownCommand", []string{"bogus"}, 2, "", `unknown command "bogus"`},
+		{"UnknownCommandSuggestion", []string{"sreve"}, 2, "", `unknown command "sreve". Did you mean "serve"? (see --help)`},
+		{"UnknownSubcommand", []string{"migrate", "--database-url", dbURL, "sttaus"}, 2, "", `unknown migrate subcommand "sttaus". Did you mean "status"?`},
+		{"UnknownSubcommandNoSuggestion", []string{"rollups", "x"}, 2, "", `unknown rollups subcommand "x" (see --help)`},
+		{"UnknownHelpTopic", []string{"help", "sreve"}, 2, "", `unknown command "sreve". Did you mean "serve"?`},
+		{"HelpCommand", []string{"help"}, 0, "COMMANDS:", ""},
+		{"HelpTopic", []string{"help", "serve"}, 0, "smartmeters serve - ", ""},
+		{"SubcommandHelp", []string{"migrate"}, 0, "smartmeters migrate - ", ""},
 		{"UnknownFlag", []string{"serve", "--bogus"}, 2, "", "flag provided but not defined: -bogus"},
 		{"BadLogFormat", []string{"serve", "--database-url", dbURL, "--log-format", "xml"}, 1, "", `--log-format "xml": use text or json`},
 		{"BadAdminAllow", []string{"serve", "--database-url", dbURL, "--admin-allow", "10.0.0/8"}, 1, "", "not a CIDR"},
@@ -86,7 +97,12 @@ func TestRun(t *testing.T) {
 		{"SubcommandDurationWithoutUnit", []string{"healthcheck", "--timeout", "1.5"}, 2, "", "--timeout 1.5: a duration needs a unit: use 1.5s"},
 		{"IntegerIsNoDuration", []string{"simulate", "--meters", "1.5"}, 2, "", `invalid value "1.5" for flag -meters`},
 		{"ServerWithoutScheme", []string{"simulate", "--server", "localhost:8080"}, 2, "", "no scheme: add http:// (http://localhost:8080)"},
-		{"BenchAdminWithoutScheme", []string{"bench", "--admin", "127.0.0.1:8081"}, 1, "", "no scheme: add http:// (http://127.0.0.1:8081)"},
+		{"BenchAdminWithoutScheme", []string{"bench", "--admin", "127.0.0.1:8081"}, 2, "", "no scheme: add http:// (http://127.0.0.1:8081)"},
+		{"BenchMetersZero", []string{"bench", "--meters", "0"}, 2, "", "--meters 0: must be at least 1"},
+		{"BenchBatchZero", []string{"bench", "--batch", "0"}, 2, "", "--batch 0: must be at least 1"},
+		{"SimulateMQTTWithoutScheme", []string{"simulate", "--mqtt", "127.0.0.1:1883"}, 2, "", `--mqtt "127.0.0.1:1883": no scheme: add mqtt:// (mqtt://127.0.0.1:1883) or mqtts://`},
+		{"HealthcheckNotAURL", []string{"healthcheck", "--url", "not-a-url"}, 2, "", "no scheme: add http:// (http://not-a-url)"},
+		{"HealthcheckHelpTellsExitStatus", []string{"healthcheck", "--help"}, 0, "1 if it does not, 2 for a malformed command line", ""},
 		{"HealthcheckWithoutScheme", []string{"healthcheck", "--url", "127.0.0.1:8080/readyz"}, 2, "", "no scheme: add http:// (http://127.0.0.1:8080/readyz)"},
 		{"MissingCACert", []string{"healthcheck", "--url", "https://127.0.0.1:1/readyz", "--ca-cert", "/nonexistent/ca.pem"}, 1, "", "--ca-cert: open /nonexistent/ca.pem"},
 		{"ShareOverBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "1MiB", "--memory-per-address", "2MiB"}, 1, "", "--memory-per-address 2MiB is more than --memory-budget 1MiB"},
@@ -191,6 +207,142 @@ func TestServePortInUse(t *testing.T) {
 			t.Fatalf("%s taken: the database file exists (%v)", flag, err)
 		}
 	}
+}
+
+// TestMissingSQLiteFile runs the commands that need an existing store on a
+// SQLite path where no file is: each fails with one line naming the path,
+// and leaves no file behind, where it used to create an empty database
+// and report on that. `migrate up` creates the file.
+func TestMissingSQLiteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "typo.db")
+	want := ": no such database file (`smartmeters migrate up` creates it)"
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"MigrateStatus", []string{"migrate", "status", "--database-url", "sqlite:" + path}},
+		{"MigrateVersion", []string{"migrate", "--database-url", "sqlite:" + path, "version"}},
+		{"MigrateDown", []string{"migrate", "down", "--database-url", "sqlite:" + path}},
+		{"MigrateDistribute", []string{"migrate", "distribute", "--database-url", "sqlite:" + path}},
+		{"RollupsRebuild", []string{"rollups", "rebuild", "--database-url", "sqlite:" + path}},
+		{"BarePath", []string{"migrate", "status", "--database-url", path}},
+		{"FromEnvironment", []string{"migrate", "version"}},
+	}
+	t.Setenv("SMARTMETERS_DATABASE_URL", "sqlite:"+path)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append([]string{"smartmeters"}, tt.args...), &stdout, &stderr)
+			if code != 1 || !strings.Contains(stderr.String(), path+want) || strings.Count(stderr.String(), "\n") != 1 || stdout.Len() != 0 {
+				t.Errorf("exit %d, stdout %q, stderr %q; want 1 and one line containing %q", code, &stdout, &stderr, path+want)
+			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("left %v (%v) behind", entries, err)
+			}
+		})
+	}
+
+	// An empty file is an empty database, and migrate up creates one.
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"smartmeters", "migrate", "version", "--database-url", "sqlite:" + empty}, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "database 0, binary ") {
+		t.Errorf("version of an empty file: exit %d, stdout %q, stderr %q", code, &stdout, &stderr)
+	}
+	if code := run(context.Background(), []string{"smartmeters", "migrate", "up"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("migrate up: exit %d, stderr %q", code, &stderr)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("migrate up did not create the database: %v", err)
+	}
+}
+
+// TestDocumentedFlagDefaults reads the flag tables of README's
+// Configuration: where a row's default is written as code, it must be the
+// default that --help shows, written the same way (`5m0s`, not `5m`), and
+// the variables it names must be the flag's.
+func TestDocumentedFlagDefaults(t *testing.T) {
+	text, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := newApp(io.Discard, io.Discard)
+	tables := map[string]*cli.Command{
+		"### `serve`":                 app.Command("serve"),
+		"### `migrate`":               app.Command("migrate"),
+		"### `rollups rebuild`":       app.Command("rollups").Command("rebuild"),
+		"### `simulate` (and `demo`)": app.Command("simulate"),
+		"### `bench`":                 app.Command("bench"),
+	}
+	code := regexp.MustCompile("`([^`]*)`")
+	codes := func(cell string) []string {
+		var out []string
+		for _, m := range code.FindAllStringSubmatch(cell, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	var cmd *cli.Command
+	rows := 0
+	for _, line := range strings.Split(string(text), "\n") {
+		if strings.HasPrefix(line, "#") {
+			cmd = tables[line]
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if cmd == nil || len(cells) < 3 || !strings.HasPrefix(cells[0], "`--") {
+			continue
+		}
+		var flags []cli.DocGenerationFlag
+		for _, name := range codes(cells[0]) {
+			if name, ok := strings.CutPrefix(name, "--"); ok {
+				f, ok := findFlag(cmd, name).(cli.DocGenerationFlag)
+				if !ok {
+					t.Errorf("README documents --%s, which %s does not take", name, cmd.FullName())
+					continue
+				}
+				flags = append(flags, f)
+			}
+		}
+		// With several flags in a row, their defaults and variables are
+		// listed in the same order; a lone flag's default is the first code
+		// of its cell.
+		defaults, vars := codes(cells[2]), codes(cells[1])
+		for i, f := range flags {
+			rows++
+			if strings.HasPrefix(cells[2], "`") && (len(flags) == 1 || len(defaults) == len(flags)) {
+				if want := strings.Trim(f.GetDefaultText(), `"`); defaults[i] != want {
+					t.Errorf("%s --%s: README's default is `%s`, --help's %s", cmd.FullName(), f.Names()[0], defaults[i], want)
+				}
+			}
+			if strings.HasPrefix(cells[1], "`") {
+				if len(vars) != len(flags) || !slices.Equal(f.GetEnvVars(), vars[i:i+1]) {
+					t.Errorf("%s --%s: README's variables are %v, the flag's %v", cmd.FullName(), f.Names()[0], vars, f.GetEnvVars())
+				}
+			}
+		}
+	}
+	if rows < 50 {
+		t.Fatalf("found only %d documented flags; is the extraction broken?", rows)
+	}
+}
+
+// findFlag returns cmd's flag called name, or one of its subcommands'.
+func findFlag(cmd *cli.Command, name string) cli.Flag {
+	for _, f := range cmd.Flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	for _, sub := range cmd.Subcommands {
+		if f := findFlag(sub, name); f != nil {
+			return f
+		}
+	}
+	return nil
 }
 
 // lockedBuffer is a buffer that one goroutine writes while another reads.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -22,6 +24,10 @@ const (
 // ErrBadURL is returned by ParseURL and Open for a database URL that names
 // no supported store.
 var ErrBadURL = errors.New("bad database URL")
+
+// ErrNoDatabase is returned by OpenExisting for a SQLite file that does
+// not exist.
+var ErrNoDatabase = errors.New("no such database file")
 
 // ParseURL reports which driver a database URL selects and the data source
 // name to hand to it. postgres:// and postgresql:// URLs pass through
@@ -58,9 +64,28 @@ func ParseURL(rawURL string) (driver, dsn string, err error) {
 }
 
 // Open connects to the store named by rawURL, sets pool limits suited to
-// it, and checks that it answers within ctx.
+// it, and checks that it answers within ctx. A SQLite file that does not
+// exist is created.
 func Open(ctx context.Context, rawURL string) (*sqlx.DB, error) {
-	return open(ctx, rawURL, false)
+	return open(ctx, rawURL, modeCreate)
+}
+
+// OpenExisting is Open for commands that work on a store someone made
+// before: it refuses, with an error wrapping ErrNoDatabase, a SQLite file
+// that does not exist rather than create an empty one, so that a mistyped
+// path does not pass for an empty database.
+func OpenExisting(ctx context.Context, rawURL string) (*sqlx.DB, error) {
+	driver, _, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if driver == SQLite {
+		path := strings.TrimPrefix(rawURL, "sqlite:")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && path != ":memory:" {
+			return nil, fmt.Errorf("%s: %w (`smartmeters migrate up` creates it)", rawURL, ErrNoDatabase)
+		}
+	}
+	return open(ctx, rawURL, modeExisting)
 }
 
 // OpenReadOnly is Open for a pool that only reads: the reporting side's,
@@ -68,16 +93,32 @@ func Open(ctx context.Context, rawURL string) (*sqlx.DB, error) {
 // that ingest needs. Its connections cannot write: SQLite opens the file
 // read-only, and PostgreSQL makes every transaction read-only.
 func OpenReadOnly(ctx context.Context, rawURL string) (*sqlx.DB, error) {
-	return open(ctx, rawURL, true)
+	return open(ctx, rawURL, modeReadOnly)
 }
 
-func open(ctx context.Context, rawURL string, readOnly bool) (*sqlx.DB, error) {
+// openMode is how open treats the store: whether it may create a SQLite
+// file, and whether its connections may write.
+type openMode int
+
+const (
+	modeCreate   openMode = iota // read and write; create a SQLite file that does not exist
+	modeExisting                 // read and write; never create a SQLite file
+	modeReadOnly                 // read only
+)
+
+func open(ctx context.Context, rawURL string, mode openMode) (*sqlx.DB, error) {
 	driver, dsn, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	if readOnly {
+	readOnly := mode == modeReadOnly
+	switch {
+	case readOnly:
 		dsn = readOnlyDSN(driver, dsn)
+	case mode == modeExisting && driver == SQLite:
+		// Should the file vanish after OpenExisting looked, opening fails
+		// rather than create an empty one.
+		dsn += "&mode=rw"
 	}
 	db, err := sqlx.Open(driver, dsn)
 	if err != nil {

@@ -3,6 +3,7 @@
 package migratecmd
 
 import (
+	"context"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -39,7 +40,7 @@ func Command() *cli.Command {
 				Name:   "up",
 				Usage:  "apply every pending migration; on a Citus coordinator, distribute the schema",
 				Flags:  []cli.Flag{subDatabaseURLFlag(), shardCountFlag()},
-				Action: withMigrator(up),
+				Action: withMigrator(db.Open, up),
 			},
 			{
 				Name:  "distribute",
@@ -48,22 +49,25 @@ func Command() *cli.Command {
 					"from a single PostgreSQL onto a coordinator, whose rows it moves into shards.\n" +
 					"It does nothing to a schema that is distributed already.",
 				Flags:  []cli.Flag{subDatabaseURLFlag(), shardCountFlag()},
-				Action: withMigrator(distribute),
+				Action: withMigrator(db.OpenExisting, distribute),
 			},
-			{Name: "down", Usage: "roll back the most recent migration", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(down)},
-			{Name: "status", Usage: "list every migration and whether it is applied", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(status)},
-			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(version)},
+			{Name: "down", Usage: "roll back the most recent migration", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(db.OpenExisting, down)},
+			{Name: "status", Usage: "list every migration and whether it is applied", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(db.OpenExisting, status)},
+			{Name: "version", Usage: "print the schema version of the database and the one this binary needs", Flags: []cli.Flag{subDatabaseURLFlag()}, Action: withMigrator(db.OpenExisting, version)},
 		},
 	}
 }
 
-// withMigrator opens the store and its migrator for action.
-func withMigrator(action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error) cli.ActionFunc {
+// withMigrator opens the store with open and its migrator for action.
+// Only `up` opens with db.Open, which creates a SQLite file that does not
+// exist; the others, with db.OpenExisting, refuse one, so that a mistyped
+// path is not taken for an empty database and left behind as one.
+func withMigrator(open func(context.Context, string) (*sqlx.DB, error), action func(c *cli.Context, p *goose.Provider, conn *sqlx.DB) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		if c.Args().Present() {
 			return cli.Exit(fmt.Sprintf("unexpected argument %q (see --help)", c.Args().First()), 2)
 		}
-		conn, err := db.Open(c.Context, databaseURL(c))
+		conn, err := open(c.Context, databaseURL(c))
 		if err != nil {
 			return err
 		}

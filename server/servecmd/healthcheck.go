@@ -20,7 +20,7 @@ import (
 func Healthcheck() *cli.Command {
 	return &cli.Command{
 		Name:  "healthcheck",
-		Usage: "exit 0 if a URL answers 200 (for container healthchecks), 1 otherwise",
+		Usage: "exit 0 if a URL answers 200 (for container healthchecks), 1 if it does not, 2 for a malformed command line",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8080/readyz", Usage: "URL to GET", EnvVars: env("HEALTHCHECK_URL")},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Second, Usage: "give up after this long", EnvVars: env("HEALTHCHECK_TIMEOUT")},

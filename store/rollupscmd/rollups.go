@@ -57,7 +57,9 @@ func rebuild(c *cli.Context) error {
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return cli.Exit("--to must be after --from", 2)
 	}
-	conn, err := db.Open(c.Context, c.String("database-url"))
+	// The rollups are built from readings stored: a SQLite file that does
+	// not exist is a mistyped path, not an empty store to create.
+	conn, err := db.OpenExisting(c.Context, c.String("database-url"))
 	if err != nil {
 		return err
 	}
