@@ -33,8 +33,9 @@ const bucketNames = "1m, 5m, 15m, 1h, 1d, 1mo"
 
 // bucketing is how a request cuts time into buckets: a width, or calendar
 // months (width 0); days and months are those of loc, so that a day of a
-// time zone that changes its clock has 23 or 25 hours. Buckets shorter
-// than a day are aligned to the Unix epoch whatever loc is.
+// time zone that changes its clock has 23 or 25 hours, and a day it skips
+// is no bucket (see calendarEdges). Buckets shorter than a day are
+// aligned to the Unix epoch whatever loc is.
 type bucketing struct {
 	name  string
 	width time.Duration
@@ -49,38 +50,64 @@ func (b bucketing) calendar() bool {
 
 // edges returns the edges of the buckets that cover [from, to), widened
 // outward to whole buckets, or an invalid-parameter problem when the
-// window is empty, out of range or holds more than maxBuckets.
+// window is empty or out of range, holds more than maxBuckets, or its
+// buckets reach outside the years an answer can write.
 func (b bucketing) edges(from, to time.Time) ([]time.Time, error) {
-	if !b.calendar() {
-		from, to, err := bucketWindow(from, to, b.width)
-		if err != nil {
-			return nil, err
-		}
-		return energy.EvenEdges(from, to, b.width), nil
-	}
 	if err := checkWindow(from, to); err != nil {
 		return nil, err
 	}
-	l := from.In(b.loc)
-	start := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, b.loc)
-	step := func(t time.Time, n int) time.Time { return t.AddDate(0, 0, n) }
-	if b.width == 0 {
-		start = time.Date(l.Year(), l.Month(), 1, 0, 0, 0, 0, b.loc)
-		step = func(t time.Time, n int) time.Time { return t.AddDate(0, n, 0) }
-	}
-	edges := []time.Time{start}
-	for n := 1; edges[len(edges)-1].Before(to); n++ {
-		if n > maxBuckets {
-			return nil, api.Errorf(api.InvalidParameter, "more than %d buckets asked for", maxBuckets)
+	var edges []time.Time
+	if b.calendar() {
+		var err error
+		if edges, err = b.calendarEdges(from, to); err != nil {
+			return nil, err
 		}
-		// From the first edge, so that a month's end is not dragged by a
-		// shorter month before it.
-		edges = append(edges, step(start, n))
+	} else {
+		// Whole buckets since the Unix epoch (Truncate counts from the
+		// year 1, a whole number of days before it), so 1d buckets are
+		// UTC days.
+		from, to := from.Truncate(b.width), to
+		if t := to.Truncate(b.width); t.Before(to) {
+			to = t.Add(b.width)
+		}
+		if n := to.Sub(from) / b.width; n > maxBuckets {
+			return nil, api.Errorf(api.InvalidParameter, "%d buckets asked for; at most %d", n, maxBuckets)
+		}
+		edges = energy.EvenEdges(from, to, b.width)
 	}
-	if err := checkWindow(edges[0], edges[len(edges)-1]); err != nil {
+	if err := b.checkEdges(edges); err != nil {
 		return nil, err
 	}
 	return edges, nil
+}
+
+// checkEdges refuses buckets that an answer cannot write. Answers write
+// every edge in RFC 3339, whose years have four digits, in the zone of the
+// buckets (UTC for those shorter than a day): so the first edge must lie
+// in the year 1 or later and the last in 9999 or before as written there.
+// A day of UTC+14 can end in the year 10000 while UTC is still in 9999,
+// and one of UTC-12 start in the year 0.
+func (b bucketing) checkEdges(edges []time.Time) error {
+	if first := edges[0]; first.Year() < 1 {
+		return api.Errorf(api.InvalidParameter, "from: the first %s asked for starts at %s, before the year 1",
+			b.unit(), first.Format(time.RFC3339))
+	}
+	if last := edges[len(edges)-1]; last.Year() > 9999 {
+		return api.Errorf(api.InvalidParameter, "to: the last %s asked for ends at %s, after the year 9999",
+			b.unit(), last.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// unit names a bucket for messages: "day of Pacific/Apia", "15m bucket".
+func (b bucketing) unit() string {
+	switch {
+	case b.width == 0:
+		return "month of " + b.loc.String()
+	case b.calendar():
+		return "day of " + b.loc.String()
+	}
+	return b.name + " bucket"
 }
 
 // queryParams reads a request's query parameters; the first bad one becomes
@@ -219,33 +246,18 @@ var (
 )
 
 // checkWindow refuses a window [from, to) that is empty or reaches outside
-// the years 1 to 9999.
+// the years 1 to 9999, naming the parameter at fault.
 func checkWindow(from, to time.Time) error {
-	if from.Before(minTime) || to.Before(minTime) || !from.Before(endTime) || !to.Before(endTime) {
-		return api.Errorf(api.InvalidParameter, "from %s and to %s: both must lie within the years 1 to 9999",
-			from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
+	for _, p := range []struct {
+		name string
+		t    time.Time
+	}{{"from", from}, {"to", to}} {
+		if p.t.Before(minTime) || !p.t.Before(endTime) {
+			return api.Errorf(api.InvalidParameter, "%s: %s lies outside the years 1 to 9999", p.name, p.t.Format(time.RFC3339Nano))
+		}
 	}
 	if !to.After(from) {
 		return api.Errorf(api.InvalidParameter, "to must be after from")
 	}
 	return nil
-}
-
-// bucketWindow aligns [from, to) outward to whole buckets of width b since
-// the Unix epoch (so 1d buckets are UTC days) and checks the result.
-func bucketWindow(from, to time.Time, b time.Duration) (time.Time, time.Time, error) {
-	if err := checkWindow(from, to); err != nil {
-		return from, to, err
-	}
-	from = from.Truncate(b)
-	if t := to.Truncate(b); t.Before(to) {
-		to = t.Add(b)
-	}
-	if err := checkWindow(from, to); err != nil {
-		return from, to, err
-	}
-	if n := to.Sub(from) / b; n > maxBuckets {
-		return from, to, api.Errorf(api.InvalidParameter, "%d buckets asked for; at most %d", n, maxBuckets)
-	}
-	return from, to, nil
 }
