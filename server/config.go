@@ -139,7 +139,7 @@ func DefaultConfig() Config {
 		RollupEvery:           time.Second,
 		Ingest:                ingest.DefaultConfig(),
 		MQTT: mqtt.Config{
-			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second,
+			Topic: mqtt.DefaultTopic, ResultsTopic: mqtt.DefaultResultsTopic, Shared: true, RetryMax: 10 * time.Second, InFlight: mqtt.DefaultInFlight,
 		},
 		PartitionsAhead:     store.PartitionsAhead,
 		PartitionCheckEvery: time.Hour,

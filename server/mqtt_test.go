@@ -10,10 +10,13 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"smartmeters/crypto"
 	"smartmeters/db/dbtest"
 	"smartmeters/server"
 	"smartmeters/server/api"
+	"smartmeters/server/ingest"
 	"smartmeters/server/mqtt"
 	"smartmeters/server/mqtt/mqtttest"
 	"smartmeters/store"
@@ -351,5 +354,88 @@ func TestMQTTFlood(t *testing.T) {
 	}
 	if n := countReadings(t, conn); n != honest {
 		t.Fatalf("%d rows stored, want %d", n, honest)
+	}
+}
+
+// slowReadings commits through next after a delay, so that the intake's
+// workers are all busy while messages keep coming.
+type slowReadings struct {
+	next  ingest.ReadingStore
+	delay time.Duration
+}
+
+func (s slowReadings) InsertReadings(ctx context.Context, rs []store.Reading) ([]store.Outcome, error) {
+	time.Sleep(s.delay)
+	return s.next.InsertReadings(ctx, rs)
+}
+
+// TestMQTTHoldsBoundedPayloads publishes, as fast as the broker takes
+// them, oversized payloads and garbage with QoS 0 and QoS 1 between valid
+// readings, to a server whose store is slow: the intake never holds more
+// than its InFlight payloads and the one waiting for a worker, the rest
+// waiting at the broker, and yet every message is answered and every
+// valid reading stored.
+func TestMQTTHoldsBoundedPayloads(t *testing.T) {
+	broker, ok := mqtttest.URL(t)
+	if !ok {
+		t.Skip("needs an MQTT broker")
+	}
+	conn := dbtest.SQLite(t).OpenMigrated(t)
+	st := store.New(conn)
+	stores := server.StoresOf(st)
+	stores.Readings = slowReadings{next: st, delay: 20 * time.Millisecond}
+	prefix := mqtttest.Topic(t)
+	const inFlight = 4
+	ms := startMQTT(t, broker, prefix, clientID(t, broker), stores, func(c *server.Config) { c.MQTT.InFlight = inFlight })
+	sub := mqtttest.Subscribe(t, broker, prefix+"/results/#")
+	k := newKey(t, "ed25519")
+	if r := register(t, ms.testServer, "bounded", k); r.status != http.StatusCreated {
+		t.Fatalf("register: %s", r.rawBody)
+	}
+
+	oversized := []byte(`{"pad":"` + strings.Repeat("x", 65<<10) + `"}`)     // over MaxBodyBytes: refused unread
+	garbage := []byte(`{"pad":` + strings.Repeat(" ", 60<<10) + `"not json`) // within it: taken by a worker
+	pub := mqtttest.NewPublisher(t, broker)
+	var tokens []paho.Token
+	send := func(qos byte, payload []byte) {
+		tokens = append(tokens, pub.Send(prefix+"/readings", qos, payload))
+	}
+	const rounds = 40
+	ts := now.Add(-time.Hour).UnixMilli()
+	for i := range int64(rounds) {
+		for _, qos := range []byte{0, 1} {
+			send(qos, oversized)
+			send(qos, garbage)
+		}
+		send(1, payloadOf(signed(t, k, crypto.Reading{WhIn: 1 + i, WhOut: 0, Timestamp: ts + i*1000})))
+	}
+	for _, tok := range tokens {
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("publish: %v", tok.Error())
+		}
+	}
+
+	count := map[string]int{}
+	for range 5 * rounds {
+		r := nextResult(t, sub)
+		count[api.Slug(r.Type)+r.Result]++
+	}
+	if count["body-too-large"] != 2*rounds || count["malformed-request"] != 2*rounds || count["stored"] != rounds {
+		t.Fatalf("results: %v; want %d body-too-large, %d malformed-request, %d stored", count, 2*rounds, 2*rounds, rounds)
+	}
+	if n := countReadings(t, conn); n != rounds {
+		t.Fatalf("%d rows stored, want %d", n, rounds)
+	}
+	most := ms.srv.MQTT().MostHeld()
+	t.Logf("at most %d payloads held at once", most)
+	if most > inFlight+1 {
+		t.Fatalf("%d payloads held at once; want at most %d, one per worker and one waiting for a worker", most, inFlight+1)
+	}
+	if most < inFlight {
+		t.Fatalf("at most %d payloads held at once: the workers were never all busy, so the test shows nothing", most)
+	}
+	r := do(t, mustRequest(t, http.MethodGet, ms.admin+"/metrics"))
+	if !strings.Contains(r.rawBody, "smartmeters_mqtt_payloads_held 0\n") {
+		t.Errorf("/metrics lacks smartmeters_mqtt_payloads_held 0 once every message is answered")
 	}
 }

@@ -9,18 +9,27 @@
 // keeps a persistent session, reconnects with backoff by itself and lets
 // the application send the PUBACK (ClientOptions.SetAutoAckDisabled and
 // Message.Ack), which is what "acknowledged only once stored" needs.
+//
+// Paho reads a whole message before it hands it over, and has no limit
+// on its size: the largest payload is the broker's to bound (Mosquitto:
+// message_size_limit). What the intake bounds is how many it holds. Paho's
+// router hands it one message at a time and reads nothing more from the
+// connection until the intake takes it, which it does once one of
+// Config.InFlight workers is free and the memory budget has room for the
+// payload; messages beyond those wait at the broker, behind its in-flight
+// window (QoS 1) or TCP's (QoS 0). So the intake holds at most InFlight +
+// 1 payloads, and Paho up to four more on their way from the socket.
+// Results go out on a second connection, whose acknowledgements never
+// wait behind readings not yet taken.
 package mqtt
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -31,8 +40,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"smartmeters/crypto"
-	"smartmeters/server/api"
 	"smartmeters/server/ingest"
 	"smartmeters/server/ratelimit"
 )
@@ -48,6 +55,11 @@ const (
 	// UnknownLevel is the last topic level of the results of a payload
 	// whose public key could not be read: <results topic>/unknown.
 	UnknownLevel = "unknown"
+	// DefaultInFlight is Config.InFlight's default: enough single
+	// readings at once for group commits as large as over HTTP. The bytes
+	// they hold are bounded by the memory budget, which each takes before
+	// it starts.
+	DefaultInFlight = 256
 )
 
 // Config configures the MQTT intake.
@@ -80,6 +92,11 @@ type Config struct {
 	// RetryMax is the longest wait between two attempts to connect, or to
 	// store a message the store did not take.
 	RetryMax time.Duration
+	// InFlight bounds the messages being stored at once, each by a worker
+	// of its own that holds room for it in the memory budget; while all
+	// are busy, or the budget has no room, the next message waits, and
+	// the broker keeps the rest. 0 means DefaultInFlight.
+	InFlight int
 
 	// RatePerTopic limits the messages a second taken from each topic,
 	// with bursts of ten seconds' worth; 0 means no limit. The topic is
@@ -116,8 +133,16 @@ type Intake struct {
 	metrics  *metrics
 	perTopic *ratelimit.Buckets[string]
 
-	connected atomic.Bool
-	client    paho.Client
+	broker   string        // the broker's URL without its password, for the logs
+	workers  chan struct{} // a token for each message being stored
+	held     atomic.Int64  // payloads taken from Paho and not yet done with
+	mostHeld atomic.Int64
+
+	client     paho.Client // subscribed to the readings
+	results    paho.Client // publishes the results
+	upMu       sync.Mutex  // orders the updates of metrics.connected
+	subscribed atomic.Bool // the readings' connection is up and subscribed
+	resultsUp  atomic.Bool // the results' connection is up
 
 	mu       sync.Mutex // guards stopping and the Add of inFlight
 	stopping bool
@@ -144,8 +169,11 @@ func New(cfg Config, in Ingest, budget Budget, reg prometheus.Registerer, logger
 	if cfg.ClientID == "" {
 		return nil, errors.New("MQTT client ID: must not be empty")
 	}
-	if cfg.MaxBody < 1 || cfg.MaxBatchBody < cfg.MaxBody || cfg.RetryMax <= 0 {
-		return nil, fmt.Errorf("MQTT limits: MaxBody %d, MaxBatchBody %d, RetryMax %s out of range", cfg.MaxBody, cfg.MaxBatchBody, cfg.RetryMax)
+	if cfg.MaxBody < 1 || cfg.MaxBatchBody < cfg.MaxBody || cfg.RetryMax <= 0 || cfg.InFlight < 0 {
+		return nil, fmt.Errorf("MQTT limits: MaxBody %d, MaxBatchBody %d, RetryMax %s, InFlight %d out of range", cfg.MaxBody, cfg.MaxBatchBody, cfg.RetryMax, cfg.InFlight)
+	}
+	if cfg.InFlight == 0 {
+		cfg.InFlight = DefaultInFlight
 	}
 	tlsCfg, err := cfg.tlsConfig(u.Scheme == "mqtts")
 	if err != nil {
@@ -161,6 +189,7 @@ func New(cfg Config, in Ingest, budget Budget, reg prometheus.Registerer, logger
 	return &Intake{
 		cfg: cfg, tls: tlsCfg, ingest: in, budget: budget, logger: logger, metrics: newMetrics(reg),
 		perTopic: ratelimit.New[string](cfg.RatePerTopic, 0),
+		broker:   u.Redacted(), workers: make(chan struct{}, cfg.InFlight),
 	}, nil
 }
 
@@ -215,262 +244,11 @@ func (cfg Config) tlsConfig(on bool) (*tls.Config, error) {
 	return t, nil
 }
 
-// Connected reports whether the intake is connected to the broker and
-// subscribed.
-func (in *Intake) Connected() bool { return in.connected.Load() }
+// Connected reports whether the intake is connected to the broker,
+// subscribed to the readings and able to publish their results.
+func (in *Intake) Connected() bool { return in.subscribed.Load() && in.resultsUp.Load() }
 
-// Run connects to the broker, retrying every second until it answers and
-// with backoff up to RetryMax once a connection is lost, and stores the
-// readings it delivers until ctx is done. Then it stops
-// taking messages, lets those in progress finish (a message not yet
-// stored is left unacknowledged, for the broker to deliver again) and
-// disconnects.
-func (in *Intake) Run(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	in.ctx = ctx
-	filter := in.cfg.Topic
-	if in.cfg.Shared {
-		filter = "$share/" + ShareGroup + "/" + in.cfg.Topic
-	}
-	opts := paho.NewClientOptions().
-		AddBroker(in.cfg.Broker).
-		SetClientID(in.cfg.ClientID).
-		SetCleanSession(false). // messages published while we are away wait at the broker
-		SetOrderMatters(false). // each message in its own goroutine, so that they share group commits
-		SetAutoAckDisabled(true).
-		SetStore(newPacketStore()).
-		SetTLSConfig(in.tls).
-		SetKeepAlive(15 * time.Second).
-		SetConnectTimeout(10 * time.Second).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(in.cfg.RetryMax).
-		// Messages of the persistent session arrive right after the
-		// connection, before the subscription is renewed: every message
-		// goes to the default handler.
-		SetDefaultPublishHandler(in.handle).
-		SetOnConnectHandler(func(c paho.Client) {
-			tok := c.Subscribe(filter, 1, nil)
-			go func() {
-				if tok.Wait(); tok.Error() != nil {
-					in.logger.Error("MQTT subscribe", "topic", filter, "err", tok.Error())
-					return
-				}
-				in.setConnected(true)
-				in.logger.Info("MQTT intake connected", "broker", in.cfg.Broker, "topic", filter, "client_id", in.cfg.ClientID)
-			}()
-		}).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			in.setConnected(false)
-			in.logger.Warn("MQTT connection lost; reconnecting", "broker", in.cfg.Broker, "err", err)
-		}).
-		SetReconnectingHandler(func(paho.Client, *paho.ClientOptions) {
-			in.metrics.reconnects.Inc()
-		})
-	in.client = paho.NewClient(opts)
-	in.client.Connect() // with ConnectRetry, it keeps trying in the background
-	<-ctx.Done()
-
-	in.mu.Lock()
-	in.stopping = true
-	in.mu.Unlock()
-	in.inFlight.Wait()
-	in.setConnected(false)
-	in.client.Disconnect(250)
-	return nil
-}
-
-func (in *Intake) setConnected(on bool) {
-	in.connected.Store(on)
-	if on {
-		in.metrics.connected.Set(1)
-	} else {
-		in.metrics.connected.Set(0)
-	}
-}
-
-// enter counts a message in progress, unless the intake is stopping.
-func (in *Intake) enter() bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.stopping {
-		return false
-	}
-	in.inFlight.Add(1)
-	return true
-}
-
-// handle processes one message and acknowledges it once every reading in
-// it is stored or answered for good. A message the store did not take is
-// retried here with backoff; one still not taken when the intake stops is
-// left unacknowledged, and the broker delivers it again to this session.
-func (in *Intake) handle(_ paho.Client, m paho.Message) {
-	if !in.enter() {
-		return
-	}
-	defer in.inFlight.Done()
-	if in.process(in.ctx, m.Topic(), m.Payload()) {
-		m.Ack()
-	}
-}
-
-// process stores the readings of payload, published on topic, and
-// publishes their results, and reports whether they are all final.
-func (in *Intake) process(ctx context.Context, topic string, payload []byte) bool {
-	if ok, wait := in.perTopic.Take(topic, 1, in.cfg.Now()); !ok {
-		p := api.Errorf(api.RateLimited, "topic %s carries more than %g messages a second; retry in %s",
-			topic, in.perTopic.Rate(), wait.Round(time.Millisecond))
-		in.publishProblem(in.ingest.Refuse(p))
-		return true
-	}
-	batch := isArray(payload)
-	limit := in.cfg.MaxBody
-	if batch {
-		limit = in.cfg.MaxBatchBody
-	}
-	if int64(len(payload)) > limit {
-		p := api.Errorf(api.BodyTooLarge, "the payload of %d bytes exceeds %d bytes", len(payload), limit)
-		in.publishProblem(in.ingest.Refuse(p))
-		return true
-	}
-	cost := 2 * int64(len(payload)) // the payload, and what is decoded from it
-	var published []bool            // of a batch: whose result was published
-	for attempt := 1; ; attempt++ {
-		if in.budget.Take(cost) {
-			var done bool
-			if batch {
-				done = in.reportBatch(ctx, payload, &published)
-			} else {
-				done = in.report(ctx, payload)
-			}
-			in.budget.Give(cost)
-			if done {
-				return true
-			}
-		}
-		in.metrics.retries.Inc()
-		t := time.NewTimer(backoff(attempt, in.cfg.RetryMax))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
-}
-
-// isArray reports whether payload is a JSON array, as for
-// /reportReadings, rather than the object of /reportReading.
-func isArray(payload []byte) bool {
-	for _, c := range payload {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c == '['
-	}
-	return false
-}
-
-func (in *Intake) report(ctx context.Context, payload []byte) bool {
-	r := in.ingest.Report(ctx, ingest.MQTT, payload)
-	if transient(r) {
-		return false
-	}
-	in.publish(r)
-	return true
-}
-
-// reportBatch publishes the result of every reading that is final and
-// not yet published; a reading the store did not take is left for the
-// next attempt, which sends the whole batch again (what was stored comes
-// back a duplicate, and is not published twice).
-func (in *Intake) reportBatch(ctx context.Context, payload []byte, published *[]bool) bool {
-	results, err := in.ingest.ReportBatch(ctx, ingest.MQTT, payload)
-	if err != nil {
-		in.publishProblem(err)
-		return true
-	}
-	if *published == nil {
-		*published = make([]bool, len(results))
-	}
-	done := true
-	for i, r := range results {
-		switch {
-		case transient(r):
-			done = false
-		case !(*published)[i]:
-			in.publish(r)
-			(*published)[i] = true
-		}
-	}
-	return done
-}
-
-// transient reports whether r is an answer to retry: the store did not
-// take the reading, or the server is stopping.
-func transient(r ingest.Result) bool {
-	return r.Problem != nil && r.Problem.Status == http.StatusServiceUnavailable
-}
-
-// publish sends the result of one reading to the results topic of its
-// key: the status and fields of the HTTP answer, with the reading's
-// timestamp whenever it could be read.
-func (in *Intake) publish(r ingest.Result) {
-	a := r.Answer()
-	if a.Timestamp == 0 {
-		a.Timestamp = r.Timestamp
-	}
-	level := UnknownLevel
-	if r.Fingerprint != (crypto.Fingerprint{}) {
-		level = r.Fingerprint.String()
-	}
-	in.send(in.cfg.ResultsTopic+"/"+level, a)
-}
-
-// publishProblem sends the problem that refused a payload as a whole,
-// unread, to the results topic of unknown keys.
-func (in *Intake) publishProblem(err error) {
-	var p *api.Problem
-	if !errors.As(err, &p) {
-		in.logger.Error("MQTT message failed", "err", err)
-		p = api.Errorf(api.Internal, "internal error")
-	}
-	in.send(in.cfg.ResultsTopic+"/"+UnknownLevel, api.BatchResult{Status: p.Status, Type: p.Type, Title: p.Title, Detail: p.Detail})
-}
-
-// send publishes v with QoS 1, without waiting: the client delivers it
-// once connected.
-func (in *Intake) send(topic string, v api.BatchResult) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		in.logger.Error("MQTT result", "err", err)
-		return
-	}
-	in.client.Publish(topic, 1, false, b)
-	in.metrics.published.Inc()
-}
-
-// backoff is the wait before attempt+1: a uniform draw below
-// 100ms·2^(attempt-1), capped at most.
-func backoff(attempt int, most time.Duration) time.Duration {
-	ceiling := most
-	if attempt <= 16 {
-		ceiling = min(100*time.Millisecond<<(attempt-1), most)
-	}
-	return rand.N(ceiling) + 1
-}
-
-var logPahoOnce sync.Once
-
-// logPaho sends what the client library logs as errors and warnings to
-// logger (the library's loggers are global: the first intake's wins).
-func logPaho(logger *slog.Logger) {
-	logPahoOnce.Do(func() {
-		paho.CRITICAL = slog.NewLogLogger(logger.Handler(), slog.LevelError)
-		paho.ERROR = slog.NewLogLogger(logger.Handler(), slog.LevelError)
-		paho.WARN = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
-	})
-}
+// MostHeld returns the most payloads the intake has held at once since
+// New: taken from Paho and not yet stored, refused or given up. It is at
+// most Config.InFlight + 1.
+func (in *Intake) MostHeld() int { return int(in.mostHeld.Load()) }

@@ -50,6 +50,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{"MissingCA", func(c *mqtt.Config) { c.Broker, c.CACert = "mqtts://127.0.0.1:8883", missing }, "MQTT CA"},
 		{"CertWithoutKey", func(c *mqtt.Config) { c.Broker, c.Cert = "mqtts://127.0.0.1:8883", missing }, "go together"},
 		{"NegativeRate", func(c *mqtt.Config) { c.RatePerTopic = -1 }, "rate per topic"},
+		{"NegativeInFlight", func(c *mqtt.Config) { c.InFlight = -1 }, "InFlight -1 out of range"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := mqtt.Config{

@@ -11,13 +11,14 @@ type metrics struct {
 	reconnects prometheus.Counter
 	retries    prometheus.Counter
 	published  prometheus.Counter
+	held       prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "smartmeters_mqtt_connected",
-			Help: "1 while the MQTT intake is connected to the broker and subscribed, 0 otherwise.",
+			Help: "1 while the MQTT intake is connected to the broker, subscribed and able to publish results, 0 otherwise.",
 		}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smartmeters_mqtt_reconnects_total",
@@ -31,7 +32,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "smartmeters_mqtt_results_published_total",
 			Help: "Results published on the MQTT results topics.",
 		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "smartmeters_mqtt_payloads_held",
+			Help: "MQTT payloads the intake holds: being stored, or waiting for a worker or for room in the memory budget; at most --mqtt-in-flight plus one.",
+		}),
 	}
-	reg.MustRegister(m.connected, m.reconnects, m.retries, m.published)
+	reg.MustRegister(m.connected, m.reconnects, m.retries, m.published, m.held)
 	return m
 }

@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -23,6 +24,9 @@ type packetStore struct {
 
 var _ paho.Store = (*packetStore)(nil)
 
+// inboundPrefix starts Paho's keys of packets received (store.go).
+const inboundPrefix = "i."
+
 func newPacketStore() *packetStore {
 	return &packetStore{frames: make(map[string][]byte)}
 }
@@ -41,7 +45,16 @@ func (s *packetStore) Close() {
 
 // Put keeps p's wire form. Paho calls it before it hands p to a
 // connection, so nothing else touches p meanwhile.
+//
+// A PUBLISH received (key "i.<id>") is not kept: Paho puts every QoS 1
+// message it receives until it is acknowledged, a second copy of each
+// payload the intake holds, yet after a reconnect it only discards what
+// it finds (client.resume); the broker delivers again what was not
+// acknowledged.
 func (s *packetStore) Put(key string, p packets.ControlPacket) {
+	if _, ok := p.(*packets.PublishPacket); ok && strings.HasPrefix(key, inboundPrefix) {
+		return
+	}
 	var b bytes.Buffer
 	if err := p.Write(&b); err != nil {
 		return // a bytes.Buffer does not fail; a packet that cannot be encoded could not be sent either

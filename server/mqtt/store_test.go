@@ -35,6 +35,9 @@ func TestPacketStoreHandsOutCopies(t *testing.T) {
 	ack := packets.NewControlPacket(packets.Puback).(*packets.PubackPacket)
 	ack.MessageID = 9
 	s.Put("i.9", ack)
+	received := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
+	received.Qos, received.MessageID, received.Payload = 1, 5, []byte("a reading")
+	s.Put("i.5", received) // a PUBLISH received is not kept
 	if got := s.All(); !slices.Equal(slices.Sorted(slices.Values(got)), []string{"i.9", "o.7"}) {
 		t.Fatalf("All = %v", got)
 	}

@@ -70,6 +70,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "mqtt-shared", Value: def.MQTT.Shared, Usage: "subscribe as $share/smartmeters/<topic>, so that replicas split the readings; --mqtt-shared=false for a single replica on a broker whose shared subscriptions lose messages (Mosquitto 2.0.11 across a broker restart)", EnvVars: env("MQTT_SHARED")},
 		&cli.StringFlag{Name: "mqtt-results-topic", Value: def.MQTT.ResultsTopic, Usage: "MQTT topic under which each reading's result is published, as <topic>/<key fingerprint>", EnvVars: env("MQTT_RESULTS_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-client-id", Usage: "MQTT client ID of this replica's persistent session: stable across restarts, different for each replica", DefaultText: "smartmeters-<hostname>-<--listen port>", EnvVars: env("MQTT_CLIENT_ID")},
+		&cli.IntFlag{Name: "mqtt-in-flight", Value: def.MQTT.InFlight, Usage: "MQTT messages stored at once, each holding room in --memory-budget; the next waits, and the broker keeps the rest", EnvVars: env("MQTT_IN_FLIGHT")},
 		&cli.Float64Flag{Name: "mqtt-rate-per-topic", Value: def.MQTT.RatePerTopic, Usage: "MQTT messages a second taken from each topic, in bursts of 10 s worth (refused rate-limited beyond); with a topic per publisher, a per-publisher limit; 0 means no limit", EnvVars: env("MQTT_RATE_PER_TOPIC")},
 		&cli.StringFlag{Name: "mqtt-ca-cert", TakesFile: true, Usage: "PEM CA file that signs the mqtts:// broker's certificate; default: the system's CAs", EnvVars: env("MQTT_CA_CERT")},
 		&cli.StringFlag{Name: "mqtt-cert", TakesFile: true, Usage: "PEM client certificate file for an mqtts:// broker that demands one (with --mqtt-key)", EnvVars: env("MQTT_CERT")},
@@ -173,6 +174,9 @@ func config(c *cli.Context) (server.Config, error) {
 		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
 		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")
 		cfg.MQTT.RatePerTopic, cfg.MQTT.Shared = c.Float64("mqtt-rate-per-topic"), c.Bool("mqtt-shared")
+		if cfg.MQTT.InFlight = c.Int("mqtt-in-flight"); cfg.MQTT.InFlight < 1 {
+			return cfg, fmt.Errorf("--mqtt-in-flight %d: must be at least 1", cfg.MQTT.InFlight)
+		}
 		if cfg.MQTT.ClientID = c.String("mqtt-client-id"); cfg.MQTT.ClientID == "" {
 			cfg.MQTT.ClientID = defaultClientID(cfg.Listen)
 		}

@@ -123,6 +123,13 @@ func (p *Publisher) Publish(t testing.TB, topic string, payload []byte) {
 	}
 }
 
+// Send publishes payload on topic with qos and returns at once; the
+// token completes once the broker has acknowledged it (QoS 1) or the
+// client has written it (QoS 0).
+func (p *Publisher) Send(topic string, qos byte, payload []byte) paho.Token {
+	return p.c.Publish(topic, qos, false, payload)
+}
+
 // connect returns a client connected to url, disconnected when the test
 // ends.
 func connect(t testing.TB, url, clientID string, clean bool) paho.Client {
