@@ -105,6 +105,8 @@ func TestRun(t *testing.T) {
 		{"HealthcheckHelpTellsExitStatus", []string{"healthcheck", "--help"}, 0, "1 if it does not, 2 for a malformed command line", ""},
 		{"HealthcheckWithoutScheme", []string{"healthcheck", "--url", "127.0.0.1:8080/readyz"}, 2, "", "no scheme: add http:// (http://127.0.0.1:8080/readyz)"},
 		{"MissingCACert", []string{"healthcheck", "--url", "https://127.0.0.1:1/readyz", "--ca-cert", "/nonexistent/ca.pem"}, 1, "", "--ca-cert: open /nonexistent/ca.pem"},
+		{"ServeMQTTWithoutScheme", []string{"serve", "--database-url", "sqlite:" + filepath.Join(dir, "never.db"), "--mqtt-broker", "127.0.0.1:1883"}, 1, "", `--mqtt-broker: MQTT broker "127.0.0.1:1883": no scheme: add mqtt:// (mqtt://127.0.0.1:1883) or mqtts://`},
+		{"ServeMQTTNoPort", []string{"serve", "--database-url", "sqlite:" + filepath.Join(dir, "never.db"), "--mqtt-broker", "mqtt://127.0.0.1"}, 1, "", `want mqtt://host:port or mqtts://host:port`},
 		{"ShareOverBudget", []string{"serve", "--database-url", dbURL, "--memory-budget", "1MiB", "--memory-per-address", "2MiB"}, 1, "", "--memory-per-address 2MiB is more than --memory-budget 1MiB"},
 	}
 	for _, tt := range tests {
@@ -126,6 +128,10 @@ func TestRun(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A command line refused is refused before the store is opened.
+	if _, err := os.Stat(filepath.Join(dir, "never.db")); !os.IsNotExist(err) {
+		t.Errorf("a refused serve command line left never.db behind (%v)", err)
 	}
 }
 

@@ -150,15 +150,28 @@ type Intake struct {
 	ctx      context.Context // done when the intake stops
 }
 
+// ParseBroker parses a broker URL, mqtt://host:port or mqtts://host:port,
+// or says what is wrong with it.
+func ParseBroker(s string) (*url.URL, error) {
+	if !strings.Contains(s, "://") {
+		return nil, fmt.Errorf("MQTT broker %q: no scheme: add mqtt:// (mqtt://%s) or mqtts://", s, s)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("MQTT broker %q: %w", s, errors.Unwrap(err))
+	}
+	if u.Scheme != "mqtt" && u.Scheme != "mqtts" || u.Host == "" || u.Port() == "" {
+		return nil, fmt.Errorf("MQTT broker %q: want mqtt://host:port or mqtts://host:port", s)
+	}
+	return u, nil
+}
+
 // New returns an intake of cfg over in, or an error naming what in cfg is
 // wrong. Its metrics are registered on reg.
 func New(cfg Config, in Ingest, budget Budget, reg prometheus.Registerer, logger *slog.Logger) (*Intake, error) {
-	u, err := url.Parse(cfg.Broker)
+	u, err := ParseBroker(cfg.Broker)
 	if err != nil {
-		return nil, fmt.Errorf("MQTT broker %q: %w", cfg.Broker, errors.Unwrap(err))
-	}
-	if u.Scheme != "mqtt" && u.Scheme != "mqtts" || u.Host == "" || u.Port() == "" {
-		return nil, fmt.Errorf("MQTT broker %q: want mqtt://host:port or mqtts://host:port", cfg.Broker)
+		return nil, err
 	}
 	if err := checkTopicFilter(cfg.Topic); err != nil {
 		return nil, fmt.Errorf("MQTT topic %q: %w", cfg.Topic, err)

@@ -14,6 +14,7 @@ import (
 	"smartmeters/crypto"
 	"smartmeters/db/migratecmd"
 	"smartmeters/server"
+	"smartmeters/server/mqtt"
 )
 
 // maxCommitWorkers bounds --commit-workers to half of the 16 connections
@@ -171,6 +172,11 @@ func config(c *cli.Context) (server.Config, error) {
 		return cfg, fmt.Errorf("--rollup-retention %s is shorter than --retention %s: rollups are kept at least as long as their readings", cfg.RollupRetention, cfg.Retention)
 	}
 	if cfg.MQTT.Broker = c.String("mqtt-broker"); cfg.MQTT.Broker != "" {
+		// Checked here, before the store is opened (and a SQLite file
+		// made), rather than when the intake starts.
+		if _, err := mqtt.ParseBroker(cfg.MQTT.Broker); err != nil {
+			return cfg, fmt.Errorf("--mqtt-broker: %w", err)
+		}
 		cfg.MQTT.Topic, cfg.MQTT.ResultsTopic = c.String("mqtt-topic"), c.String("mqtt-results-topic")
 		cfg.MQTT.CACert, cfg.MQTT.Cert, cfg.MQTT.Key = c.String("mqtt-ca-cert"), c.String("mqtt-cert"), c.String("mqtt-key")
 		cfg.MQTT.RatePerTopic, cfg.MQTT.Shared = c.Float64("mqtt-rate-per-topic"), c.Bool("mqtt-shared")
