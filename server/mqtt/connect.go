@@ -37,7 +37,12 @@ func (in *Intake) Run(ctx context.Context) error {
 		filter = "$share/" + ShareGroup + "/" + in.cfg.Topic
 	}
 	in.results = paho.NewClient(in.options("results", in.cfg.ClientID+ResultsSuffix).
-		SetCleanSession(true). // Paho keeps each result until acknowledged, and sends it again after a reconnect
+		// A session of its own that outlives a connection: Paho keeps each
+		// result until the broker acknowledges it and, the session being
+		// persistent, sends it again after a reconnect (with a clean
+		// session it would drop them). It subscribes to nothing, so the
+		// broker queues nothing for it.
+		SetCleanSession(false).
 		SetOnConnectHandler(func(paho.Client) { in.setUp(&in.resultsUp, true) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			in.setUp(&in.resultsUp, false)
