@@ -148,18 +148,17 @@ func (p *tcpProxy) restore() {
 	p.mu.Unlock()
 }
 
-// TestStoreOutage takes PostgreSQL away from a server under load and gives
-// it back: while it is away every report is answered 503 with Retry-After
-// within a bounded time, /readyz says 503 and /healthz 200; once it is
-// back the server recovers by itself; and every reading answered 2xx, at
-// any time, is stored.
-func TestStoreOutage(t *testing.T) {
+// serveThroughProxy serves a fresh PostgreSQL database through a tcpProxy,
+// with the given commit and key lookup timeouts, and returns the server,
+// whose store and db reach the database directly, and the proxy. It skips
+// the test without PostgreSQL.
+func serveThroughProxy(t *testing.T, commitTimeout, lookupTimeout time.Duration) (testServer, *tcpProxy) {
+	t.Helper()
 	pg, ok := dbtest.Postgres(t)
 	if !ok {
 		t.Skip("needs PostgreSQL")
 	}
 	directDB := pg.OpenMigrated(t)
-	direct := store.New(directDB)
 	u, err := url.Parse(pg.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -167,17 +166,26 @@ func TestStoreOutage(t *testing.T) {
 	px := newTCPProxy(t, u.Host)
 	u.Host = px.addr()
 	proxied := dbtest.Backend{Name: pg.Name, URL: u.String()}.Open(t)
-
-	const commitTimeout = 2 * time.Second
-	bound := commitTimeout + 1500*time.Millisecond // the longest any answer may take
 	srv := newServer(t, testConfig(func(c *server.Config) {
-		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = commitTimeout, time.Second
+		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = commitTimeout, lookupTimeout
 	}), store.New(proxied))
 	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
 	t.Cleanup(pub.Close)
 	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
 	t.Cleanup(adm.Close)
-	ts := testServer{public: pub.URL, admin: adm.URL, store: direct, db: directDB}
+	return testServer{public: pub.URL, admin: adm.URL, store: store.New(directDB), db: directDB}, px
+}
+
+// TestStoreOutage takes PostgreSQL away from a server under load and gives
+// it back: while it is away every report is answered 503 with Retry-After
+// within a bounded time, /readyz says 503 and /healthz 200; once it is
+// back the server recovers by itself; and every reading answered 2xx, at
+// any time, is stored.
+func TestStoreOutage(t *testing.T) {
+	const commitTimeout = 2 * time.Second
+	bound := commitTimeout + 1500*time.Millisecond // the longest any answer may take
+	ts, px := serveThroughProxy(t, commitTimeout, time.Second)
+	direct := ts.store
 
 	const meters = 8
 	keys := make([]*crypto.PrivateKey, meters)
@@ -212,7 +220,7 @@ func TestStoreOutage(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				res, err := tryPostJSON(pub.URL+"/reportReading", body)
+				res, err := tryPostJSON(ts.public+"/reportReading", body)
 				if err != nil {
 					t.Error(err)
 					return
@@ -247,24 +255,24 @@ func TestStoreOutage(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	t.Run("DownAnswers503", func(t *testing.T) {
 		start := time.Now()
-		r := postJSON(t, pub.URL+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 1, Timestamp: now.Add(-2 * time.Hour).UnixMilli()}))
+		r := postJSON(t, ts.public+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 1, Timestamp: now.Add(-2 * time.Hour).UnixMilli()}))
 		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 		if took := time.Since(start); took > bound {
 			t.Errorf("answered after %s, want at most %s", took, bound)
 		}
 		// A key the cache does not hold cannot be looked up: 503, not 403.
 		start = time.Now()
-		r = postJSON(t, pub.URL+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: 1}))
+		r = postJSON(t, ts.public+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: 1}))
 		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 		if took := time.Since(start); took > bound {
 			t.Errorf("uncached key answered after %s, want at most %s", took, bound)
 		}
 	})
 	t.Run("DownNotReady", func(t *testing.T) {
-		if res := get(pub.URL + "/readyz"); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		if res := get(ts.public + "/readyz"); res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
 			t.Errorf("/readyz: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 		}
-		for _, url := range []string{pub.URL + "/healthz", adm.URL + "/healthz"} {
+		for _, url := range []string{ts.public + "/healthz", ts.admin + "/healthz"} {
 			if res := get(url); res.StatusCode != http.StatusOK {
 				t.Errorf("%s: %d, want 200", url, res.StatusCode)
 			}
@@ -275,13 +283,13 @@ func TestStoreOutage(t *testing.T) {
 		// while it is away, as reports are, never 500.
 		for _, path := range []string{"/meters", fmt.Sprintf("/meters/%d", m0.ID), fmt.Sprintf("/meters/%d/readings", m0.ID),
 			fmt.Sprintf("/meters/%d/consumption", m0.ID), fmt.Sprintf("/meters/%d/keys", m0.ID), "/fleet"} {
-			r := do(t, mustRequest(t, http.MethodGet, adm.URL+path))
+			r := do(t, mustRequest(t, http.MethodGet, ts.admin+path))
 			wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 			if r.header.Get("Retry-After") == "" {
 				t.Errorf("%s: 503 without Retry-After", path)
 			}
 		}
-		r := postJSON(t, adm.URL+"/register", map[string]string{"username": "outage-new", "base64PublicKey": newKey(t, "ed25519").Public().Base64()})
+		r := postJSON(t, ts.admin+"/register", map[string]string{"username": "outage-new", "base64PublicKey": newKey(t, "ed25519").Public().Base64()})
 		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 	})
 	time.Sleep(time.Second)
@@ -289,13 +297,13 @@ func TestStoreOutage(t *testing.T) {
 	t.Log("database restored")
 	t.Run("Recovers", func(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
-		for get(pub.URL+"/readyz").StatusCode != http.StatusOK {
+		for get(ts.public+"/readyz").StatusCode != http.StatusOK {
 			if time.Now().After(deadline) {
 				t.Fatal("/readyz still not 200 10 s after the database came back")
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		r := postJSON(t, pub.URL+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 0, Timestamp: now.Add(-3 * time.Hour).UnixMilli()}))
+		r := postJSON(t, ts.public+"/reportReading", signed(t, keys[0], crypto.Reading{WhIn: 0, Timestamp: now.Add(-3 * time.Hour).UnixMilli()}))
 		if r.status != http.StatusCreated {
 			t.Fatalf("after recovery: %d %s", r.status, r.rawBody)
 		}
@@ -355,27 +363,8 @@ func TestStoreOutage(t *testing.T) {
 // must still be answered 503 within their bounds, not when the stall ends;
 // and the server recovers by itself when it does.
 func TestStoreStall(t *testing.T) {
-	pg, ok := dbtest.Postgres(t)
-	if !ok {
-		t.Skip("needs PostgreSQL")
-	}
-	directDB := pg.OpenMigrated(t)
-	u, err := url.Parse(pg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := newTCPProxy(t, u.Host)
-	u.Host = px.addr()
-	proxied := dbtest.Backend{Name: pg.Name, URL: u.String()}.Open(t)
 	const lookupTimeout = time.Second
-	srv := newServer(t, testConfig(func(c *server.Config) {
-		c.Ingest.CommitTimeout, c.Ingest.KeyLookupTimeout = 2*time.Second, lookupTimeout
-	}), store.New(proxied))
-	pub := httptest.NewServer(checkedPublic(t, srv.PublicHandler()))
-	t.Cleanup(pub.Close)
-	adm := httptest.NewServer(checkedAdmin(t, srv.AdminHandler()))
-	t.Cleanup(adm.Close)
-	ts := testServer{public: pub.URL, admin: adm.URL, store: store.New(directDB), db: directDB}
+	ts, px := serveThroughProxy(t, 2*time.Second, lookupTimeout)
 	k := newKey(t, "ed25519")
 	if r := register(t, ts, "stall", k); r.status != http.StatusCreated {
 		t.Fatal(r.rawBody)
@@ -398,19 +387,19 @@ func TestStoreStall(t *testing.T) {
 	}
 	t.Run("UncachedKey", func(t *testing.T) {
 		r := within(t, lookupTimeout+3*time.Second, func() response {
-			return postJSON(t, pub.URL+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
+			return postJSON(t, ts.public+"/reportReading", signed(t, newKey(t, "ed25519"), crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
 		})
 		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 	})
 	t.Run("Readyz", func(t *testing.T) {
-		for _, base := range []string{pub.URL, adm.URL} {
+		for _, base := range []string{ts.public, ts.admin} {
 			r := within(t, 2*time.Second+3*time.Second, func() response { return do(t, mustRequest(t, http.MethodGet, base+"/readyz")) })
 			wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 		}
 	})
 	t.Run("CachedKeyCommit", func(t *testing.T) {
 		r := within(t, 2*time.Second+3*time.Second, func() response {
-			return postJSON(t, pub.URL+"/reportReading", signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
+			return postJSON(t, ts.public+"/reportReading", signed(t, k, crypto.Reading{WhIn: 1, Timestamp: now.Add(-time.Hour).UnixMilli()}))
 		})
 		wantProblem(t, r, http.StatusServiceUnavailable, "unavailable")
 	})
@@ -418,7 +407,7 @@ func TestStoreStall(t *testing.T) {
 	t.Run("Recovers", func(t *testing.T) {
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			r := postJSON(t, pub.URL+"/reportReading", signed(t, k, crypto.Reading{WhIn: 2, Timestamp: now.Add(-time.Hour).UnixMilli() + 1000}))
+			r := postJSON(t, ts.public+"/reportReading", signed(t, k, crypto.Reading{WhIn: 2, Timestamp: now.Add(-time.Hour).UnixMilli() + 1000}))
 			if r.status == http.StatusCreated {
 				break
 			}

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -98,11 +97,10 @@ func BenchmarkKeyCacheLookup(b *testing.B) {
 	})
 }
 
-// BenchmarkDecodeReport measures decoding one report's JSON, key and
-// signature (everything before verification), for the body a client
-// builds with api.AppendReport and for a batch of 100 such bodies, counted
-// (arrayLen) and decoded as ReportBatch does.
-func BenchmarkDecodeReport(b *testing.B) {
+// benchBodies returns the body of a signed Ed25519 report as a client
+// builds it (api.AppendReport), and a batch of 100 of them.
+func benchBodies(b *testing.B) (body, batch []byte) {
+	b.Helper()
 	k, err := crypto.GenerateKey(crypto.Ed25519, rand.Reader)
 	if err != nil {
 		b.Fatal(err)
@@ -112,7 +110,23 @@ func BenchmarkDecodeReport(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	body := api.AppendReport(nil, k.Public().Base64(), sig, r)
+	body = api.AppendReport(nil, k.Public().Base64(), sig, r)
+	batch = []byte{'['}
+	for i := range 100 {
+		if i > 0 {
+			batch = append(batch, ',')
+		}
+		batch = append(batch, body...)
+	}
+	return body, append(batch, ']')
+}
+
+// BenchmarkDecodeReport measures decoding one report's JSON, key and
+// signature (everything before verification), for the body a client
+// builds with api.AppendReport and for a batch of 100 such bodies, counted
+// (arrayLen) and decoded as ReportBatch does.
+func BenchmarkDecodeReport(b *testing.B) {
+	body, batch := benchBodies(b)
 	b.Run("single", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -125,14 +139,6 @@ func BenchmarkDecodeReport(b *testing.B) {
 			}
 		}
 	})
-	batch := []byte{'['}
-	for i := range 100 {
-		if i > 0 {
-			batch = append(batch, ',')
-		}
-		batch = append(batch, body...)
-	}
-	batch = append(batch, ']')
 	b.Run("batch=100", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -155,18 +161,7 @@ func BenchmarkDecodeReport(b *testing.B) {
 // BenchmarkArrayLen measures counting a batch of 100 reports before it is
 // decoded.
 func BenchmarkArrayLen(b *testing.B) {
-	k, err := crypto.GenerateKey(crypto.Ed25519, rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := crypto.Reading{WhIn: 1234567, WhOut: 8910, Timestamp: 1764141243123}
-	sig, err := k.Sign(r)
-	if err != nil {
-		b.Fatal(err)
-	}
-	body := api.AppendReport(nil, k.Public().Base64(), sig, r)
-	batch := append(bytes.Repeat(append(body, ','), 100)[:100*(len(body)+1)-1:100*(len(body)+1)-1], ']')
-	batch = append([]byte{'['}, batch...)
+	_, batch := benchBodies(b)
 	b.SetBytes(int64(len(batch)))
 	b.ReportAllocs()
 	for b.Loop() {
