@@ -3,9 +3,7 @@ package simulator
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -42,19 +40,10 @@ func (c MQTTConfig) withDefaults() MQTTConfig {
 }
 
 // ValidMQTTBroker reports why s cannot name a broker, or nil: it must be
-// an mqtt:// or mqtts:// URL with a port.
+// an mqtt:// or mqtts:// URL with a port (api.ParseMQTTBroker).
 func ValidMQTTBroker(s string) error {
-	if !strings.Contains(s, "://") {
-		return fmt.Errorf("no scheme: add mqtt:// (mqtt://%s) or mqtts://", s)
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.Unwrap(err)
-	}
-	if u.Scheme != "mqtt" && u.Scheme != "mqtts" || u.Port() == "" {
-		return errors.New("want mqtt://host:port or mqtts://host:port")
-	}
-	return nil
+	_, err := api.ParseMQTTBroker(s)
+	return err
 }
 
 // resultKey names the result of one reading: its key's fingerprint and

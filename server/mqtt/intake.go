@@ -40,6 +40,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"smartmeters/server/api"
 	"smartmeters/server/ingest"
 	"smartmeters/server/ratelimit"
 )
@@ -150,18 +151,12 @@ type Intake struct {
 	ctx      context.Context // done when the intake stops
 }
 
-// ParseBroker parses a broker URL, mqtt://host:port or mqtts://host:port,
-// or says what is wrong with it.
+// ParseBroker parses a broker URL (api.ParseMQTTBroker), naming it in
+// the error.
 func ParseBroker(s string) (*url.URL, error) {
-	if !strings.Contains(s, "://") {
-		return nil, fmt.Errorf("MQTT broker %q: no scheme: add mqtt:// (mqtt://%s) or mqtts://", s, s)
-	}
-	u, err := url.Parse(s)
+	u, err := api.ParseMQTTBroker(s)
 	if err != nil {
-		return nil, fmt.Errorf("MQTT broker %q: %w", s, errors.Unwrap(err))
-	}
-	if u.Scheme != "mqtt" && u.Scheme != "mqtts" || u.Host == "" || u.Port() == "" {
-		return nil, fmt.Errorf("MQTT broker %q: want mqtt://host:port or mqtts://host:port", s)
+		return nil, fmt.Errorf("MQTT broker %q: %w", s, err)
 	}
 	return u, nil
 }
